@@ -1,0 +1,176 @@
+"""Settings: one frozen, typed object built once at start-up.
+
+Values come from three layers, later ones winning: built-in defaults, a TOML file
+(``--config``), environment variables prefixed ``AMP_``, then command-line flags.
+Nothing else in the package reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+ENV_PREFIX = "AMP_"
+ACK_MODES = ("flushed", "buffered")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = field(default="127.0.0.1", metadata={"help": "address the proxy listens on"})
+    port: int = field(default=8090, metadata={"help": "port the proxy listens on"})
+    upstream_url: str = field(
+        default="http://127.0.0.1:8000",
+        metadata={"help": "base URL of the agent-memory-server the proxy fronts"},
+    )
+    redis_url: str = field(
+        default="redis://127.0.0.1:6379/0",
+        metadata={"help": "Redis that holds the proxy's own working-memory keys"},
+    )
+    key_prefix: str = field(
+        default="amp", metadata={"help": "prefix of every Redis key the proxy writes"}
+    )
+    upstream_timeout: float = field(
+        default=30.0, metadata={"help": "seconds to wait for the upstream before answering 504"}
+    )
+    upstream_connect_timeout: float = field(
+        default=5.0, metadata={"help": "seconds to wait for a connection to the upstream"}
+    )
+    max_body_bytes: int = field(
+        default=64 * 1024 * 1024,
+        metadata={"help": "largest working-memory request body accepted (413 beyond)"},
+    )
+    ack_mode: str = field(
+        default="flushed",
+        metadata={"help": "flushed: PUT answers once durable in Redis; buffered: at once"},
+    )
+    flush_interval_ms: float = field(
+        default=2.0, metadata={"help": "longest a write waits for its group commit"}
+    )
+    flush_batch_max: int = field(
+        default=256, metadata={"help": "writes per Redis pipeline before flushing early"}
+    )
+    queue_max: int = field(
+        default=10_000, metadata={"help": "writes waiting for the flusher before PUTs back off"}
+    )
+    queue_wait_ms: float = field(
+        default=500.0, metadata={"help": "how long a PUT waits for queue room before 503"}
+    )
+    cache_max_bytes: int = field(
+        default=256 * 1024 * 1024, metadata={"help": "memory for cached session tails, in bytes"}
+    )
+    cache_max_messages: int = field(
+        default=1_000, metadata={"help": "most recent messages cached per session"}
+    )
+    shutdown_timeout: float = field(
+        default=10.0, metadata={"help": "seconds SIGTERM waits for pending writes to flush"}
+    )
+    log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
+
+    def __post_init__(self) -> None:
+        _check_url("upstream_url", self.upstream_url, ("http", "https"))
+        _check_url("redis_url", self.redis_url, ("redis", "rediss", "unix"))
+        _check_range("port", self.port, 0, 65535)
+        for name in ("upstream_timeout", "upstream_connect_timeout", "flush_interval_ms"):
+            _check_range(name, getattr(self, name), 1e-6, None)
+        for name in ("max_body_bytes", "flush_batch_max", "queue_max", "cache_max_messages"):
+            _check_range(name, getattr(self, name), 1, None)
+        for name in ("queue_wait_ms", "cache_max_bytes", "shutdown_timeout"):
+            _check_range(name, getattr(self, name), 0, None)
+        if self.ack_mode not in ACK_MODES:
+            raise SettingsError(f"ack_mode: must be one of {', '.join(ACK_MODES)}")
+        if self.log_level.upper() not in LOG_LEVELS:
+            raise SettingsError(f"log_level: must be one of {', '.join(LOG_LEVELS)}")
+        if not self.key_prefix or any(c in self.key_prefix for c in "{} "):
+            raise SettingsError("key_prefix: must be non-empty, without braces or spaces")
+
+    @classmethod
+    def load(
+        cls,
+        environ: Mapping[str, str],
+        config_file: str | Path | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> Settings:
+        """Merge file, environment and overrides (in rising priority) into Settings."""
+        raw: dict[str, Any] = {}
+        if config_file is not None:
+            raw.update(_read_toml(Path(config_file)))
+        for f in fields(cls):
+            env_key = ENV_PREFIX + f.name.upper()
+            if env_key in environ:
+                raw[f.name] = environ[env_key]
+        raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        return cls.from_mapping(raw)
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any]) -> Settings:
+        known = {f.name: f for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in raw.items():
+            if key not in known:
+                raise SettingsError(f"{key}: unknown setting")
+            values[key] = _coerce(key, known[key].default, value)
+        return cls(**values)
+
+    def describe(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise SettingsError(f"config: cannot read {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config: {path} is not valid TOML: {exc}") from exc
+    # Accept the keys at top level or under a [proxy] table.
+    table = data.get("proxy", data)
+    if not isinstance(table, dict):
+        raise SettingsError("config: [proxy] must be a table")
+    return table
+
+
+def _coerce(key: str, default: object, value: object) -> object:
+    """Turn a string (env, CLI) or TOML value into the type of the field's default."""
+    target = type(default)
+    try:
+        if target is bool:
+            if isinstance(value, bool):
+                return value
+            return {"1": True, "true": True, "0": False, "false": False}[str(value).lower()]
+        if target is int:
+            if isinstance(value, bool) or isinstance(value, float):
+                raise ValueError
+            return int(str(value).replace("_", ""))
+        if target is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)  # type: ignore[arg-type]
+        if not isinstance(value, str):
+            raise ValueError
+        return value
+    except (ValueError, KeyError, TypeError):
+        raise SettingsError(
+            f"{key}: expected {target.__name__}, got {value!r}"
+        ) from None
+
+
+def _check_url(key: str, url: str, schemes: tuple[str, ...]) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in schemes or (parts.scheme != "unix" and not parts.hostname):
+        raise SettingsError(f"{key}: expected a {'/'.join(schemes)} URL, got {url!r}")
+
+
+def _check_range(key: str, value: float, low: float, high: float | None) -> None:
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise SettingsError(f"{key}: must be {bound}, got {value!r}")
