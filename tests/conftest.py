@@ -1,0 +1,91 @@
+"""Shared fixtures: real servers on free ports, started once per test session.
+
+The reference stack (Redis Stack + agent-memory-server 0.14.0) is installed into the
+cache dir on first use (see proxy/localstack) and reused afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+from aiohttp.test_utils import TestClient
+
+from proxy.app import create_app
+from proxy.config import Settings
+from proxy.localstack import ProcessGroup, Service, Stack, cache_root, ensure_stack
+from proxy.localstack import start_redis, start_upstream
+
+
+@pytest.fixture(scope="session")
+def stack() -> Stack:
+    return ensure_stack(cache_root(os.environ))
+
+
+@pytest.fixture(scope="session")
+def processes() -> Iterator[ProcessGroup]:
+    group = ProcessGroup()
+    yield group
+    group.stop()
+
+
+@pytest.fixture(scope="session")
+def upstream_redis(stack: Stack, processes: ProcessGroup) -> Service:
+    return start_redis(processes, stack, "upstream-redis")
+
+
+@pytest.fixture(scope="session")
+def upstream(stack: Stack, processes: ProcessGroup, upstream_redis: Service) -> Service:
+    return start_upstream(processes, stack, upstream_redis.url)
+
+
+@pytest.fixture(scope="session")
+def proxy_redis(stack: Stack, processes: ProcessGroup) -> Service:
+    return start_redis(processes, stack, "proxy-redis", modules=False)
+
+
+@pytest.fixture
+async def redis_client(proxy_redis: Service) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(proxy_redis.url)
+    await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+def make_settings(upstream_url: str, redis_url: str, **overrides: Any) -> Settings:
+    return Settings.from_mapping({"upstream_url": upstream_url, "redis_url": redis_url,
+                                  **overrides})
+
+
+ProxyFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+
+@pytest.fixture
+def proxy_factory(
+    aiohttp_client: Any, upstream: Service, proxy_redis: Service
+) -> ProxyFactory:
+    """Start a proxy app on a real port; keyword arguments override settings."""
+
+    async def start(**overrides: Any) -> TestClient[Any, Any]:
+        settings = make_settings(overrides.pop("upstream_url", upstream.url),
+                                 overrides.pop("redis_url", proxy_redis.url), **overrides)
+        client: TestClient[Any, Any] = await aiohttp_client(create_app(settings))
+        return client
+
+    return start
+
+
+@pytest.fixture
+async def proxy(proxy_factory: ProxyFactory) -> TestClient[Any, Any]:
+    return await proxy_factory()
+
+
+@pytest.fixture
+async def direct(upstream: Service) -> AsyncIterator[aiohttp.ClientSession]:
+    """A plain client talking straight to the upstream, for side-by-side comparisons."""
+    async with aiohttp.ClientSession(upstream.url, auto_decompress=False) as session:
+        yield session
