@@ -30,3 +30,9 @@ check: lint typecheck test
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+bench: $(STAMP)
+	$(BIN)/python -m load.bench
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m load.bench --quick
