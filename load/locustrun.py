@@ -1,0 +1,83 @@
+"""Part b) of the benchmark: headless Locust runs of ``load/locustfile.py`` as subprocesses."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+LOCUSTFILE = Path(__file__).resolve().with_name("locustfile.py")
+
+
+@dataclass(frozen=True)
+class LocustRow:
+    target: str
+    user_class: str
+    users: int
+    name: str  # request name, e.g. "PUT full [1k-2k]"
+    count: int
+    failures: int
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    rps: float
+
+    @property
+    def kind(self) -> str:
+        """The request name without its bucket: "PUT full"."""
+        return self.name.split(" [")[0]
+
+    @property
+    def bucket(self) -> str:
+        return self.name.split(" [")[1].rstrip("]") if " [" in self.name else ""
+
+
+def locust_exe() -> list[str]:
+    exe = Path(sys.executable).with_name("locust")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "locust"]
+
+
+def _num(value: str) -> float | None:
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def parse_stats(path: Path, target: str, user_class: str, users: int) -> list[LocustRow]:
+    rows: list[LocustRow] = []
+    with open(path, newline="") as f:
+        for rec in csv.DictReader(f):
+            if rec["Name"] == "Aggregated":
+                continue
+            rows.append(LocustRow(
+                target, user_class, users, rec["Name"], int(rec["Request Count"]),
+                int(rec["Failure Count"]), _num(rec["50%"]), _num(rec["95%"]),
+                _num(rec["99%"]), float(rec["Requests/s"] or 0.0),
+            ))
+    return rows
+
+
+def run_locust(host: str, target: str, user_class: str, users: int, seconds: int,
+               out_dir: Path, seed: int, max_messages: int) -> list[LocustRow]:
+    """One headless run; returns its per-request-name statistics."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prefix = out_dir / f"{target}-{user_class}-{users}u"
+    cmd = [*locust_exe(), "-f", str(LOCUSTFILE), "--headless", "-u", str(users), "-r",
+           str(users), "-t", f"{seconds}s", "--host", host, "--csv", str(prefix),
+           "--only-summary", "--stop-timeout", "5", "--loglevel", "WARNING",
+           "--exit-code-on-error", "0", user_class]
+    env = {**os.environ, "AMP_LOAD_SEED": str(seed), "AMP_LOAD_MAX": str(max_messages)}
+    env.pop("AMP_LOAD_SHAPE", None)
+    with open(prefix.with_suffix(".log"), "wb") as log:
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                              stdin=subprocess.DEVNULL, timeout=seconds + 120, check=False)
+    stats = Path(f"{prefix}_stats.csv")
+    if proc.returncode != 0 or not stats.exists():
+        tail = prefix.with_suffix(".log").read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"locust exited {proc.returncode} for {target} {user_class} "
+                           f"{users}u:\n{tail}")
+    return parse_stats(stats, target, user_class, users)

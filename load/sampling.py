@@ -1,0 +1,171 @@
+"""Part a) of the benchmark: one session per target grown to 20,000 messages, sampled as it grows.
+
+At each size the same operations are timed against the upstream and the proxy, interleaved A/B
+(the order of targets alternates sample by sample) so machine noise hits both. GET recent is
+also timed against the floor server, serving the bytes the proxy's GET recent just returned.
+Every loop is bounded by a sample count and a time budget.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from load.common import (
+    JSON_HEADERS,
+    Clock,
+    append_body,
+    append_path,
+    history,
+    new_session_id,
+    put_body,
+    put_path,
+    recent_path,
+    session_path,
+    turn,
+)
+
+#: Operation names as they appear in the CSV and the report, in sampling order.
+OPS = ("get_recent", "get_full", "put_full", "append")
+TARGETS = ("upstream", "proxy")
+TIMEOUT = aiohttp.ClientTimeout(total=180)
+
+
+@dataclass(frozen=True)
+class Sample:
+    target: str  # upstream, proxy or floor
+    op: str  # one of OPS
+    size: int  # the nominal size being sampled
+    messages: int  # messages in the session when the request was sent
+    seq: int
+    ms: float
+    status: int
+    nbytes: int  # response body size
+
+
+@dataclass
+class SizePlan:
+    sizes: tuple[int, ...]
+    samples: int  # per operation, size and target
+    budget_s: float  # per operation and size; sampling stops early past it
+    min_samples: int = 3
+
+    @property
+    def units(self) -> int:
+        """Progress units: one per sampling round of one operation at one size."""
+        return len(self.sizes) * len(OPS) * self.samples
+
+
+@dataclass
+class _Session:
+    target: str
+    base: str
+    http: aiohttp.ClientSession
+    session_id: str
+    messages: list[bytes] = field(default_factory=list)
+
+
+async def _timed(http: aiohttp.ClientSession, method: str, url: str,
+                 body: bytes | None = None) -> tuple[float, int, bytes]:
+    headers = JSON_HEADERS if body is not None else None
+    start = time.perf_counter()
+    async with http.request(method, url, data=body, headers=headers) as resp:
+        data = await resp.read()
+    return (time.perf_counter() - start) * 1000.0, resp.status, data
+
+
+async def _request(s: _Session, op: str, clock: Clock) -> tuple[float, int, bytes]:
+    """One operation against one target; the session grows only when a write succeeds."""
+    if op == "get_recent":
+        return await _timed(s.http, "GET", s.base + recent_path(s.session_id))
+    if op == "get_full":
+        return await _timed(s.http, "GET", s.base + session_path(s.session_id))
+    new = turn(clock)
+    if op == "put_full":
+        result = await _timed(s.http, "PUT", s.base + put_path(s.session_id),
+                              put_body(s.session_id, s.messages + new))
+    else:
+        result = await _timed(s.http, "POST", s.base + append_path(s.session_id),
+                              append_body(new))
+    if result[1] == 200:
+        s.messages.extend(new)
+    return result
+
+
+async def _seed(s: _Session, size: int, clock: Clock) -> None:
+    """Bring the session to ``size`` messages with one PUT of the whole list."""
+    if len(s.messages) < size:
+        s.messages.extend(history(size - len(s.messages), clock))
+    ms, status, data = await _timed(s.http, "PUT", s.base + put_path(s.session_id),
+                                    put_body(s.session_id, s.messages))
+    if status != 200:
+        raise RuntimeError(f"seeding {s.target} to {size} messages: HTTP {status} "
+                           f"{data[:300]!r}")
+
+
+async def sample_sizes(urls: dict[str, str], plan: SizePlan,
+                       progress: Callable[[int], None] = lambda n: None) -> list[Sample]:
+    """Grow one session per target through ``plan.sizes`` and time every operation.
+
+    ``urls`` maps "upstream" and "proxy" to base URLs, and optionally "floor" to a
+    ``load.floor`` server.
+    """
+    clock = Clock()
+    samples: list[Sample] = []
+    connector_args = {"limit": 4, "force_close": False}
+    https = {name: aiohttp.ClientSession(timeout=TIMEOUT,
+                                         connector=aiohttp.TCPConnector(**connector_args))
+             for name in urls}
+    try:
+        sessions = [_Session(t, urls[t], https[t], new_session_id(f"bench-{t}"))
+                    for t in TARGETS]
+        floor = urls.get("floor")
+        append_ok = True
+        for size in plan.sizes:
+            for s in sessions:
+                await _seed(s, size, clock)
+            for op in OPS:
+                active = [s for s in sessions if op != "append" or s.target == "proxy"]
+                if op == "append" and not append_ok:
+                    progress(plan.samples)
+                    continue
+                # one unmeasured request per target first (connections, cold caches)
+                warm = {s.target: await _request(s, op, clock) for s in active}
+                if op == "append" and warm["proxy"][1] != 200:
+                    append_ok = False  # the endpoint does not exist (pass-through)
+                    samples.append(Sample("proxy", op, size, len(sessions[1].messages), 0,
+                                          warm["proxy"][0], warm["proxy"][1], 0))
+                    progress(plan.samples)
+                    continue
+                with_floor = op == "get_recent" and floor is not None
+                if with_floor:
+                    await _timed(https["floor"], "PUT", f"{floor}/body", warm["proxy"][2])
+                deadline = time.monotonic() + plan.budget_s
+                for i in range(plan.samples):
+                    if i >= plan.min_samples and time.monotonic() > deadline:
+                        progress(plan.samples - i)
+                        break
+                    order: list[_Session | None] = [*active, None] if with_floor else [*active]
+                    shift = i % len(order)
+                    for s in order[shift:] + order[:shift]:
+                        if s is None:
+                            ms, status, data = await _timed(https["floor"], "GET",
+                                                            f"{floor}/body")
+                            samples.append(Sample("floor", op, size, size, i, ms, status,
+                                                  len(data)))
+                            continue
+                        count = len(s.messages)
+                        ms, status, data = await _request(s, op, clock)
+                        samples.append(Sample(s.target, op, size, count, i, ms, status,
+                                              len(data)))
+                    progress(1)
+        for s in sessions:  # leave nothing behind
+            async with s.http.delete(s.base + session_path(s.session_id)) as resp:
+                await resp.read()
+    finally:
+        for http in https.values():
+            await http.close()
+    return samples

@@ -1,0 +1,93 @@
+"""Start everything the benchmark measures, all on 127.0.0.1, and stop it again.
+
+The upstream (agent-memory-server 0.14.0 with its Redis), the proxy (``agent-memory-proxy
+serve`` with its own Redis, as a separate process) and the floor server (``load.floor``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from proxy.localstack import (
+    ProcessGroup,
+    Service,
+    cache_root,
+    ensure_stack,
+    free_port,
+    start_redis,
+    start_upstream,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Targets:
+    group: ProcessGroup
+    upstream: Service
+    proxy: Service
+    floor: Service
+    proxy_redis: Service
+
+    @property
+    def urls(self) -> dict[str, str]:
+        return {"upstream": self.upstream.url, "proxy": self.proxy.url, "floor": self.floor.url}
+
+
+def _http_ok(url: str) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                return bool(resp.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    return check
+
+
+def proxy_command(port: int, upstream_url: str, redis_url: str) -> list[str]:
+    exe = Path(sys.executable).with_name("agent-memory-proxy")
+    prefix = [str(exe)] if exe.exists() else [sys.executable, "-m", "proxy"]
+    return [*prefix, "serve", "--port", str(port), "--upstream-url", upstream_url,
+            "--redis-url", redis_url]
+
+
+def start_proxy(group: ProcessGroup, upstream_url: str, redis_url: str,
+                name: str = "proxy", wrap: list[str] | None = None) -> Service:
+    """The proxy in its own process; ``wrap`` prefixes the command (e.g. a profiler)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [*(wrap or []), *proxy_command(port, upstream_url, redis_url)]
+    env = {"AMP_LOG_LEVEL": "WARNING", "PYTHONPATH": str(REPO)}
+    return group.start(name, cmd, url, _http_ok(url + "/-/healthz"), env, timeout=60)
+
+
+def start_floor(group: ProcessGroup) -> Service:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "load.floor", "--port", str(port)]
+    return group.start("floor", cmd, url, _http_ok(url + "/-/healthz"),
+                       {"PYTHONPATH": str(REPO)}, timeout=30)
+
+
+@contextmanager
+def running_stack() -> Iterator[Targets]:
+    """Install (first time only) and start the stack; stop every process on exit."""
+    stack = ensure_stack(cache_root(os.environ))
+    group = ProcessGroup()
+    try:
+        upstream_redis = start_redis(group, stack, "upstream-redis")
+        upstream = start_upstream(group, stack, upstream_redis.url)
+        proxy_redis = start_redis(group, stack, "proxy-redis", modules=False)
+        proxy = start_proxy(group, upstream.url, proxy_redis.url)
+        floor = start_floor(group)
+        yield Targets(group, upstream, proxy, floor, proxy_redis)
+    finally:
+        group.stop()
