@@ -145,8 +145,7 @@ def _from_response(resp: bytes) -> tuple[PutBody, list[EncodedMessage]]:
     encoded = [_reencode(m) for m in msgs]
     stamps = {k: timestamps.parse(r[k]) for k in ("last_accessed", "created_at", "updated_at")}
     fields = {
-        k: r[k]
-        for k in ("context", "user_id", "tokens", "namespace", "long_term_memory_strategy")
+        k: r[k] for k in ("context", "user_id", "tokens", "namespace", "long_term_memory_strategy")
     }
     ttl = r["ttl_seconds"]
     doc = orjson.dumps(

@@ -81,5 +81,3 @@ def encode_messages(raw: list[object], now: datetime) -> list[EncodedMessage]:
 
 def _iso(value: object) -> str:
     return timestamps.format_iso(timestamps.parse(value))
-
-

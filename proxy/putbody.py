@@ -147,5 +147,3 @@ def parse_put(body: bytes, content_type: str | None, now: datetime) -> PutBody:
         }
     )
     return PutBody(messages, doc, put_fields, namespace, user_id, ttl, tokens)
-
-

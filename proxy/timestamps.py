@@ -67,8 +67,7 @@ def parse(value: object) -> datetime:
 def format_iso(dt: datetime) -> str:
     """Pydantic's JSON form: zero offsets as ``Z``, naive without offset, µs only when non-zero."""
     base = (
-        f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}"
-        f"T{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}"
+        f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}"
     )
     if dt.microsecond:
         base += f".{dt.microsecond:06d}"
