@@ -12,11 +12,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import orjson
 import redis.asyncio as aioredis
 from aiohttp import web
+from redis.exceptions import RedisError
 
-from proxy import health
-from proxy.appkeys import REDIS, SETTINGS, UPSTREAM
+from proxy import handlers, health
+from proxy.appkeys import ENGINE, REDIS, SETTINGS, UPSTREAM
+from proxy.cache import SessionCache
 from proxy.config import Settings
+from proxy.engine import Engine
 from proxy.errors import ProxyError
+from proxy.flusher import Flusher
+from proxy.handoff import Handoff
+from proxy.store import Store
 from proxy.upstream import Upstream, make_client_session
 
 log = logging.getLogger("proxy.app")
@@ -37,6 +43,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except ProxyError as exc:
         log.warning("%s %s -> %d: %s", request.method, request.path, exc.status, exc.detail)
         return json_error(exc.status, exc.detail, exc.headers())
+    except (RedisError, OSError) as exc:
+        log.error("%s %s -> 503: redis %r", request.method, request.path, exc)
+        return json_error(503, "redis unavailable")
 
 
 async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -57,6 +66,23 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     await client.aclose()
 
 
+async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    store = Store(app[REDIS], settings.key_prefix)
+    flusher = Flusher(store, batch_max=settings.flush_batch_max, queue_max=settings.queue_max,
+                      queue_wait=settings.queue_wait_ms / 1000,
+                      linger=settings.flush_interval_ms / 1000)
+    cache = SessionCache(settings.cache_max_bytes, settings.cache_max_messages)
+    engine = Engine(store, flusher, cache, Handoff(app[UPSTREAM]),
+                    buffered=settings.ack_mode == "buffered")
+    engine.max_body_bytes = settings.max_body_bytes
+    app[ENGINE] = engine
+    flusher.start()
+    log.info("working-memory engine on %s (ack mode %s)", settings.redis_url, settings.ack_mode)
+    yield
+    await engine.drain(settings.shutdown_timeout)
+
+
 async def _pass_through(request: web.Request) -> web.StreamResponse:
     return await request.app[UPSTREAM].forward(request)
 
@@ -67,7 +93,9 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_upstream_ctx)
     app.cleanup_ctx.append(_redis_ctx)
+    app.cleanup_ctx.append(_engine_ctx)
     health.add_routes(app.router)
+    handlers.add_routes(app.router)
     app.router.add_route("*", "/{tail:.*}", _pass_through)
     return app
 

@@ -6,8 +6,10 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from proxy.config import Settings
+from proxy.engine import Engine
 from proxy.upstream import Upstream
 
 SETTINGS = web.AppKey("settings", Settings)
 UPSTREAM = web.AppKey("upstream", Upstream)
 REDIS = web.AppKey("redis", aioredis.Redis)
+ENGINE = web.AppKey("engine", Engine)

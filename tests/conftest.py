@@ -17,8 +17,15 @@ from aiohttp.test_utils import TestClient
 
 from proxy.app import create_app
 from proxy.config import Settings
-from proxy.localstack import ProcessGroup, Service, Stack, cache_root, ensure_stack
-from proxy.localstack import start_redis, start_upstream
+from proxy.localstack import (
+    ProcessGroup,
+    Service,
+    Stack,
+    cache_root,
+    ensure_stack,
+    start_redis,
+    start_upstream,
+)
 
 
 @pytest.fixture(scope="session")

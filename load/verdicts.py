@@ -1,0 +1,110 @@
+"""The targets of issue 5, checked against one run's numbers (ratios within the run)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from load.locustrun import LocustRow
+from load.stats import Stat, lookup
+
+LOCUST_BUCKET = "1k-2k"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    target: str  # what issue 5 asks for
+    measured: str
+    passed: bool | None  # None: could not be measured in this run
+    detail: str
+
+    @property
+    def mark(self) -> str:
+        return {True: "PASS", False: "MISS", None: "n/a"}[self.passed]
+
+
+def _upper(target: str, measured: str, value: float, limit: float) -> Verdict:
+    """Passes when ``value <= limit``."""
+    if math.isnan(value):
+        return Verdict(target, measured, None, "not measured")
+    if value <= limit:
+        return Verdict(target, measured, True, f"{value:.2f}x <= {limit:g}x")
+    return Verdict(target, measured, False, f"missed: {value:.2f}x against <= {limit:g}x, "
+                   f"{value / limit:.1f}x over the limit")
+
+
+def _lower(target: str, measured: str, value: float, limit: float) -> Verdict:
+    """Passes when ``value >= limit``."""
+    if math.isnan(value):
+        return Verdict(target, measured, None, "not measured")
+    if value >= limit:
+        return Verdict(target, measured, True, f"{value:.1f}x >= {limit:g}x")
+    return Verdict(target, measured, False, f"missed: {value:.2f}x against >= {limit:g}x, "
+                   f"{limit / value:.1f}x short")
+
+
+def _p50(t: dict[tuple[str, int, str], Stat], op: str, size: int, target: str) -> float:
+    row = t.get((op, size, target))
+    return row.p50_ms if row and row.n else math.nan
+
+
+def _nearest(sizes: list[int], want: int) -> int:
+    return min(sizes, key=lambda s: abs(math.log(s) - math.log(want))) if sizes else want
+
+
+def size_verdicts(table: list[Stat]) -> list[Verdict]:
+    t = lookup(table)
+    sizes = sorted({r.size for r in table})
+    if not sizes:
+        return []
+    small, big, mid = sizes[0], sizes[-1], _nearest(sizes, 4_000)
+    note = "" if big == 20_000 else f" (this run's largest size is {big:,}; the target says 20,000)"
+    out = []
+    for op, label in (("get_recent", "GET recent"), ("append", "Append endpoint")):
+        ratio = _p50(t, op, big, "proxy") / _p50(t, op, small, "proxy")
+        out.append(_upper(f"{label}: proxy p50 at 20,000 <= 1.2 x its p50 at 10",
+                          f"p50 {_p50(t, op, big, 'proxy'):.2f} ms at {big:,} / "
+                          f"{_p50(t, op, small, 'proxy'):.2f} ms at {small:,}{note}",
+                          ratio, 1.2))
+    for op, label, limit in (("get_recent", "GET recent", 40.0), ("put_full", "PUT full", 20.0)):
+        up, px = _p50(t, op, mid, "upstream"), _p50(t, op, mid, "proxy")
+        out.append(_lower(f"{label} at 4,000 messages: proxy >= {limit:g} x faster than upstream",
+                          f"upstream p50 {up:.2f} ms / proxy p50 {px:.2f} ms at {mid:,}",
+                          up / px, limit))
+    ratios = {s: _p50(t, "get_recent", s, "proxy") / _p50(t, "get_recent", s, "floor")
+              for s in sizes}
+    ratios = {s: r for s, r in ratios.items() if not math.isnan(r)}
+    worst = max(ratios, key=lambda s: ratios[s]) if ratios else small
+    out.append(_upper("Proxy GET recent p50 within 2 x a bare aiohttp handler (same bytes)",
+                      f"worst size {worst:,}: proxy {_p50(t, 'get_recent', worst, 'proxy'):.2f} "
+                      f"ms / floor {_p50(t, 'get_recent', worst, 'floor'):.2f} ms",
+                      ratios.get(worst, math.nan), 2.0))
+    return out
+
+
+def concurrency_ratios(rows: Iterable[LocustRow], target: str, bucket: str = LOCUST_BUCKET
+                       ) -> dict[str, tuple[float, float, float]]:
+    """Per request kind: (1-user p95, 25-user p95, ratio) in one size bucket."""
+    p95: dict[tuple[str, int], float] = {}
+    for r in rows:
+        if r.target == target and r.bucket == bucket and r.p95 is not None and r.count > 0 \
+                and r.failures < r.count and r.kind != "PUT seed":
+            p95[(r.kind, r.users)] = r.p95
+    out = {}
+    for kind in sorted({k for k, _ in p95}):
+        one, many = p95.get((kind, 1), math.nan), p95.get((kind, 25), math.nan)
+        out[kind] = (one, many, many / one)
+    return out
+
+
+def concurrency_verdict(rows: list[LocustRow]) -> Verdict:
+    proxy = concurrency_ratios(rows, "proxy")
+    upstream = concurrency_ratios(rows, "upstream")
+    shown = "; ".join(f"{k}: {v[0]:.0f} -> {v[1]:.0f} ms ({v[2]:.1f}x)"
+                      for k, v in proxy.items())
+    up = "; ".join(f"{k}: {v[2]:.1f}x" for k, v in upstream.items())
+    valid = [v[2] for v in proxy.values() if not math.isnan(v[2])]
+    worst = max(valid) if valid else math.nan
+    return _upper(f"25 users: proxy p95 <= 2 x its 1-user p95 (bucket {LOCUST_BUCKET})",
+                  f"proxy {shown or 'n/a'}; upstream alongside: {up or 'n/a'}", worst, 2.0)

@@ -1,0 +1,124 @@
+"""The in-memory tail of recent sessions: a ring buffer per session, one LRU for all.
+
+A session's cached tail is one bytes object (its recent messages' canonical JSON joined
+by commas) plus the start offset and token count of each message in C arrays, so a
+GET of the last k messages is one slice and an append is one concatenation: no
+per-message Python objects. All tails share one LRU bounded by total bytes; a tail with
+writes not yet in Redis (buffered mode) is pinned and never evicted.
+"""
+
+from __future__ import annotations
+
+import array
+from dataclasses import dataclass, field
+
+from cachetools import LRUCache
+
+from proxy.keys import SessionKeys
+from proxy.store import Meta
+
+_OVERHEAD = 512  # rough bytes of bookkeeping per entry
+
+
+@dataclass(slots=True)
+class SessionTail:
+    keys: SessionKeys
+    meta: Meta
+    start: int = 0  # session index of the first cached message
+    blob: bytes = b""
+    base: int = 0  # offset in the original stream where blob[0] sits
+    offsets: array.array[int] = field(default_factory=lambda: array.array("Q"))
+    tokens: array.array[int] = field(default_factory=lambda: array.array("I"))
+    pending: int = 0  # writes acknowledged but not yet durable
+
+    @property
+    def count(self) -> int:
+        return self.meta.count
+
+    def size(self) -> int:
+        return len(self.blob) + 12 * len(self.offsets) + len(self.meta.doc) + _OVERHEAD
+
+    def covers(self, first: int) -> bool:
+        return self.start <= first <= self.count
+
+    def joined(self, first: int) -> bytes:
+        """Comma-joined messages ``first`` .. the end (``first`` must be covered)."""
+        if first >= self.count:
+            return b""
+        return self.blob[self.offsets[first - self.start] - self.base:]
+
+    def tokens_from(self, first: int) -> array.array[int]:
+        return self.tokens[first - self.start:]
+
+    def extend(self, messages: list[bytes], tokens: list[int], cap: int) -> None:
+        """Append messages already counted in ``meta``; keep at most ``cap`` of them."""
+        if not messages:
+            return
+        position = self.base + len(self.blob)
+        joined = b",".join(messages)
+        if self.blob:
+            position += 1
+            self.blob += b"," + joined
+        else:
+            self.blob = joined
+        for message in messages:
+            self.offsets.append(position)
+            position += len(message) + 1
+        self.tokens.extend(tokens)
+        self._trim(cap)
+
+    def reset(self, first: int, messages: list[bytes], tokens: list[int], cap: int) -> None:
+        """Replace the cached run with ``messages``, which start at session index ``first``."""
+        self.start, self.blob, self.base = first, b"", 0
+        self.offsets = array.array("Q")
+        self.tokens = array.array("I")
+        self.extend(messages, tokens, cap)
+
+    def _trim(self, cap: int) -> None:
+        excess = len(self.offsets) - cap
+        # Trim in steps of a tenth so the memmove is amortised over many appends.
+        if excess <= 0 or (excess < cap // 10 and len(self.offsets) < 2 * cap):
+            return
+        cut = self.offsets[excess]
+        self.blob = self.blob[cut - self.base:]
+        self.base = cut
+        del self.offsets[:excess]
+        del self.tokens[:excess]
+        self.start += excess
+
+
+class SessionCache:
+    def __init__(self, max_bytes: int, max_messages: int) -> None:
+        self.max_messages = max_messages
+        self._lru: LRUCache[str, SessionTail] = LRUCache(
+            maxsize=max(max_bytes, 1), getsizeof=SessionTail.size)
+        self._pinned: dict[str, SessionTail] = {}
+
+    def get(self, logical: str) -> SessionTail | None:
+        entry = self._pinned.get(logical)
+        if entry is not None:
+            return entry
+        return self._lru.get(logical)
+
+    def put(self, entry: SessionTail) -> None:
+        """Insert or refresh (its size may have changed) an entry."""
+        key = entry.keys.logical
+        if entry.pending:
+            self._pinned[key] = entry
+        else:
+            self._pinned.pop(key, None)
+        try:
+            self._lru[key] = entry
+        except ValueError:  # larger than the whole cache: keep it out
+            self._lru.pop(key, None)
+
+    def drop(self, logical: str) -> None:
+        self._lru.pop(logical, None)
+        self._pinned.pop(logical, None)
+
+    @property
+    def bytes_used(self) -> int:
+        return int(self._lru.currsize)
+
+    def __len__(self) -> int:
+        return len(self._lru)

@@ -1,0 +1,320 @@
+"""The working-memory engine: PUT, GET, DELETE and list, answered from Redis and the cache.
+
+Costs follow what changed or what was asked for, never the transcript's length:
+
+* PUT dumps the body's messages once (C) and compares the session's stored prefix by
+  digest (C). When the body only appends, just the new messages are encoded, counted
+  and written. Anything else is detected and rewritten whole.
+* GET of the last k messages slices the cached tail, after an O(1) version check, or
+  reads only that tail from Redis.
+* Token totals run with the session, so truncation and percentages cost O(returned).
+
+Requests the fast path cannot answer exactly raise ``HandOff`` (see handoff.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from weakref import WeakValueDictionary
+
+from multidict import CIMultiDict
+
+from proxy import codec
+from proxy.cache import SessionCache, SessionTail
+from proxy.errors import ProxyError
+from proxy.flusher import Conflict, Flusher
+from proxy.handoff import Handoff
+from proxy.keys import SessionKeys, logical_key
+from proxy.planner import Plan, plan_put, plan_rewrite
+from proxy.reads import Selection, select
+from proxy.store import Meta, Store, Write
+from proxy.tasks import spawn
+
+log = logging.getLogger("proxy.engine")
+
+DEPRECATION = ("x-deprecation-warning", "messages[].created_at will become required in the "
+               "next major version. Please provide timestamps for all messages.")
+MAX_REPLANS = 8
+
+
+class HandOff(Exception):
+    """Answer this request with the upstream's answer (the fast path cannot)."""
+
+
+@dataclass(slots=True)
+class Answer:
+    status: int
+    body: bytes
+    headers: CIMultiDict[str] = field(default_factory=CIMultiDict)
+    content_type: str = "application/json"
+
+
+def not_found(session_id: str) -> Answer:
+    return Answer(404, b'{"detail":' + codec.orjson.dumps(f"Session {session_id} not found")
+                  + b"}")
+
+
+class Engine:
+    def __init__(self, store: Store, flusher: Flusher, cache: SessionCache, handoff: Handoff,
+                 *, buffered: bool, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.flusher = flusher
+        self.cache = cache
+        self.handoff = handoff
+        self.buffered = buffered
+        self.clock = clock
+        self._locks: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
+        self._latest: dict[str, int] = {}  # newest local write per session (buffered mode)
+        self._seq = 0
+        self.max_body_bytes = 0  # for error messages; set by the app
+
+    async def drain(self, deadline: float) -> None:
+        """Shutdown: stop intake, land every acknowledged write within ``deadline``."""
+        await self.flusher.close(deadline)
+
+    def _lock(self, logical: str) -> asyncio.Lock:
+        lock = self._locks.get(logical)
+        if lock is None:
+            lock = self._locks[logical] = asyncio.Lock()
+        return lock
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)
+
+    # --- PUT ---------------------------------------------------------------------------
+
+    async def put(self, session_id: str, raw: bytes, content_type: str | None,
+                  query: Mapping[str, str], query_string: str) -> Answer:
+        now = self._now()
+        try:
+            q = codec.parse_query(query, "put")
+            body = codec.parse_put(raw, content_type, now)
+        except codec.Unsupported:
+            return await self._put_upstream(session_id, raw, content_type, query_string)
+        keys = self.store.keys(logical_key(session_id, body.namespace, body.user_id))
+        async with self._lock(keys.logical):
+            tail = await self._tail_for_write(keys)
+            try:
+                plan = plan_put(keys, session_id, body, tail, now)
+            except codec.Unsupported:
+                return await self._put_upstream(session_id, raw, content_type, query_string)
+            if plan.tokens_total > codec.summarization_threshold(q) and body.messages:
+                # The upstream would summarize (or fail without an LLM): let it.
+                return await self._put_upstream(session_id, raw, content_type, query_string)
+            echo = await self._echo(plan, tail)
+            await self._commit(plan, tail)
+        answer = Answer(200, codec.render_put(session_id, body, echo, plan.tokens_total, q))
+        if plan.generated_timestamp:
+            answer.headers[DEPRECATION[0]] = DEPRECATION[1]
+        if tail is None:
+            spawn(self._forget_upstream_copy(session_id, body.namespace, body.user_id),
+                  name=f"forget-upstream:{keys.logical}")
+        return answer
+
+    async def _put_upstream(self, session_id: str, raw: bytes, content_type: str | None,
+                            query_string: str) -> Answer:
+        answer = await self.handoff.put(session_id, raw, content_type, query_string)
+        if answer.status == 200:
+            body, encoded = codec.ingest_upstream_put_response(answer.body)
+            keys = self.store.keys(logical_key(session_id, body.namespace, body.user_id))
+            async with self._lock(keys.logical):
+                tail = await self._tail_for_write(keys)
+                plan = plan_rewrite(keys, session_id, body, encoded, tail)
+                await self._commit(plan, tail)
+        headers = CIMultiDict((k, v) for k, v in answer.headers.items()
+                              if k.lower() in ("x-deprecation-warning",))
+        return Answer(answer.status, answer.body, headers,
+                      answer.headers.get("content-type", "application/json"))
+
+    async def _forget_upstream_copy(self, session_id: str, namespace: str | None,
+                                    user_id: str | None) -> None:
+        """A new session here shadows any old upstream copy; delete that copy so it can
+        never be imported over this one later."""
+        try:
+            await self.handoff.delete(session_id, namespace, user_id)
+        except ProxyError as exc:
+            log.warning("could not delete upstream copy of %s: %s", session_id, exc.detail)
+
+    async def _echo(self, plan: Plan, tail: SessionTail | None) -> bytes:
+        """The PUT response's message array: the stored prefix plus the new messages."""
+        if plan.echo is not None:
+            return plan.echo
+        keep = plan.prefix_count
+        if keep == 0:
+            head = b""
+        elif tail is not None and tail.start == 0:
+            head = tail.blob[: tail.offsets[keep] - tail.base - 1] if keep < len(
+                tail.offsets) else tail.blob
+        else:
+            head = b",".join(await self.store.messages(plan.write.keys, 0, keep))
+        new = b",".join(plan.write.messages)
+        return b"[" + head + (b"," if head and new else b"") + new + b"]"
+
+    async def _commit(self, plan: Plan, tail: SessionTail | None) -> None:
+        entry = tail or SessionTail(plan.write.keys, plan.write.meta)
+        if not self.buffered:
+            version = await self._write_until_applied(plan)
+            self._remember(entry, plan, version)
+            return
+        # Buffered: acknowledge now, from memory; the write lands behind.
+        # The write is queued before answering, so the flusher owns it from here on.
+        done = await self.flusher.submit(plan.write)
+        self._seq += 1
+        seq = self._latest[entry.keys.logical] = self._seq
+        entry.pending += 1
+        self._remember(entry, plan, plan.write.expected_version + 1)
+        spawn(self._land(plan, entry, seq, done), name=f"land:{entry.keys.logical}")
+
+    async def _land(self, plan: Plan, entry: SessionTail, seq: int,
+                    done: asyncio.Future[int]) -> None:
+        try:
+            await done
+        except Conflict:
+            if self._latest.get(entry.keys.logical) == seq:
+                # Nothing newer from here: this write is the last word, so rewrite it.
+                await self._write_until_applied(plan_rewrite_again(plan))
+        except ProxyError as exc:
+            log.error("buffered write to %s lost: %s", entry.keys.logical, exc.detail)
+        finally:
+            entry.pending -= 1
+            if self._latest.get(entry.keys.logical) == seq:
+                del self._latest[entry.keys.logical]
+            if entry.pending == 0:
+                self.cache.drop(entry.keys.logical)  # reload from Redis, the truth
+
+    async def _write_until_applied(self, plan: Plan) -> int:
+        write = plan.write
+        for _ in range(MAX_REPLANS):
+            done = await self.flusher.submit(write)
+            try:
+                return await done
+            except Conflict as conflict:
+                # Someone else wrote the session: this PUT replaces it whole (last writer
+                # wins, as upstream), planned against the version now current.
+                write = replace(plan_rewrite_again(plan).write,
+                                expected_version=conflict.current_version)
+                plan = replace(plan, write=write)
+        raise ProxyError("session kept changing under this write")
+
+    def _remember(self, entry: SessionTail, plan: Plan, version: int) -> None:
+        write = plan.write
+        entry.meta = replace(write.meta, version=version)
+        if write.rewrite:
+            entry.reset(0, write.messages, write.tokens, self.cache.max_messages)
+        else:
+            entry.extend(write.messages, write.tokens, self.cache.max_messages)
+        if write.ttl_seconds is not None and write.ttl_seconds <= 0:
+            self.cache.drop(entry.keys.logical)
+        else:
+            self.cache.put(entry)
+
+    async def _tail_for_write(self, keys: SessionKeys) -> SessionTail | None:
+        """The session as PUT planning needs it: meta only (its version is checked by
+        the write itself, so a stale cache costs one re-plan, never a wrong result)."""
+        entry = self.cache.get(keys.logical)
+        if entry is not None:
+            return entry
+        meta = await self.store.meta(keys)
+        if meta is None:
+            return None
+        entry = SessionTail(keys, meta, start=meta.count)
+        return entry
+
+    # --- GET ---------------------------------------------------------------------------
+
+    async def get(self, session_id: str, query: Mapping[str, str]) -> Answer:
+        try:
+            q = codec.parse_query(query, "get")
+        except codec.Unsupported:
+            raise HandOff from None
+        keys = self.store.keys(logical_key(session_id, q.namespace, q.user_id))
+        limit = q.recent_messages_limit if (q.recent_messages_limit or 0) > 0 else None
+        entry = await self._tail_for_read(keys, limit)
+        if entry is None:
+            entry = await self._import(session_id, q.namespace, q.user_id, keys)
+            if entry is None:
+                return not_found(session_id)
+        chosen = await select(self.store, entry, limit, codec.truncation_limit(q))
+        if chosen is None:
+            return not_found(session_id)  # the upstream's sort fails on mixed timestamps
+        return Answer(200, render_selection(session_id, entry.meta, q, chosen))
+
+    async def _tail_for_read(self, keys: SessionKeys, limit: int | None) -> SessionTail | None:
+        entry = self.cache.get(keys.logical)
+        if entry is not None and entry.pending:
+            return entry  # ahead of Redis: acknowledged writes not yet landed
+        if entry is not None:
+            version = await self.store.redis.hget(keys.meta, "v")
+            if version is not None and int(version) == entry.meta.version:
+                return entry
+            self.cache.drop(keys.logical)
+        want = min(limit, self.cache.max_messages) if limit else None
+        snap = await self.store.snapshot(keys, want)
+        if snap is None:
+            return None
+        entry = SessionTail(keys, snap.meta)
+        entry.reset(snap.start, snap.messages, list(snap.tokens), self.cache.max_messages)
+        self.cache.put(entry)
+        return entry
+
+    async def _import(self, session_id: str, namespace: str | None, user_id: str | None,
+                      keys: SessionKeys) -> SessionTail | None:
+        """Bring over a session that so far exists only in the upstream, once."""
+        async with self._lock(keys.logical):
+            meta = await self.store.meta(keys)
+            if meta is None:
+                doc = await self.handoff.fetch(session_id, namespace, user_id)
+                if doc is None:
+                    return None
+                try:
+                    body, encoded = codec.import_upstream_document(doc)
+                except codec.Unsupported:
+                    log.warning("session %s in the upstream cannot be imported", session_id)
+                    return None
+                body = replace(body, namespace=namespace or None, user_id=user_id or None)
+                plan = plan_rewrite(keys, session_id, body, encoded, None)
+                try:
+                    await self._write_until_applied(plan)
+                except ProxyError:
+                    raise
+                await self.handoff.delete(session_id, namespace, user_id)
+                log.info("imported session %s (%d messages)", session_id, len(encoded))
+        return await self._tail_for_read(keys, None)
+
+    # --- DELETE and list ---------------------------------------------------------------
+
+    async def delete(self, session_id: str, query: Mapping[str, str]) -> Answer:
+        q = codec.parse_query(query, "delete")
+        keys = self.store.keys(logical_key(session_id, q.namespace, q.user_id))
+        async with self._lock(keys.logical):
+            # Upstream first: if it fails, nothing changed anywhere.
+            await self.handoff.delete(session_id, q.namespace, q.user_id)
+            self.cache.drop(keys.logical)
+            await self.store.delete(keys)
+        return Answer(200, b'{"status":"ok"}')
+
+    async def list_sessions(self, query: Mapping[str, str]) -> Answer:
+        try:
+            q = codec.parse_query(query, "list")
+        except codec.Unsupported:
+            raise HandOff from None
+        ids, total = await self.store.list_sessions(q.namespace, q.user_id, q.limit, q.offset,
+                                                    self.clock())
+        return Answer(200, codec.orjson.dumps({"sessions": ids, "total": total}))
+
+
+def render_selection(session_id: str, meta: Meta, q: codec.Query, chosen: Selection) -> bytes:
+    return codec.render_get(session_id, meta.doc, q.namespace, b"[" + chosen.joined + b"]",
+                            chosen.tokens, q)
+
+
+def plan_rewrite_again(plan: Plan) -> Plan:
+    return plan.as_rewrite()
+
+
+__all__ = ["Answer", "Engine", "HandOff", "Write"]

@@ -1,0 +1,142 @@
+"""Group commit: one owner writes every pending session change to Redis in one pipeline.
+
+PUTs hand their Write to ``submit`` and get a future. The flusher takes everything queued
+(up to ``batch_max``), lingers up to ``linger`` seconds for stragglers when the queue was
+busy, sends one pipeline, and resolves each future with the session's new version, or
+with ``Conflict`` when the session changed since the write was planned (its owner
+re-plans), or with ``StoreUnavailable`` when Redis failed.
+
+The queue is bounded: when full, ``submit`` waits up to ``queue_wait`` seconds, then
+raises ``Overloaded`` (503 + Retry-After). ``close`` stops intake, flushes what is queued
+within a deadline, and logs whatever it could not write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from proxy.errors import Overloaded, StoreUnavailable
+from proxy.store import Store, Write
+from proxy.tasks import spawn
+
+log = logging.getLogger("proxy.flusher")
+
+
+class Conflict(Exception):
+    """The session's version moved on since the write was planned."""
+
+    def __init__(self, current_version: int) -> None:
+        super().__init__(current_version)
+        self.current_version = current_version
+
+
+@dataclass(slots=True)
+class _Pending:
+    write: Write
+    done: asyncio.Future[int]
+
+
+class Flusher:
+    def __init__(self, store: Store, *, batch_max: int, queue_max: int, queue_wait: float,
+                 linger: float) -> None:
+        self.store = store
+        self.batch_max = batch_max
+        self.queue_wait = queue_wait
+        self.linger = linger
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue(queue_max)
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        self._busy = False  # a pipeline is in flight
+        self.batches = 0  # pipelines sent, for tests and metrics
+        self.writes = 0
+
+    def start(self) -> None:
+        self._task = spawn(self._run(), name="flusher")
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    async def submit(self, write: Write) -> asyncio.Future[int]:
+        """Queue a write; the returned future resolves once it is durable in Redis."""
+        if self._closing:
+            raise Overloaded("shutting down", retry_after=1)
+        item = _Pending(write, asyncio.get_running_loop().create_future())
+        try:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            try:
+                await asyncio.wait_for(self._queue.put(item), self.queue_wait)
+            except TimeoutError:
+                raise Overloaded("write queue full", retry_after=1) from None
+        return item.done
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            if self.linger and not self._queue.empty():
+                await asyncio.sleep(self.linger)  # busy: let more writes join this commit
+            while len(batch) < self.batch_max and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            self._busy = True
+            try:
+                await self._flush(batch)
+            finally:
+                self._busy = False
+
+    async def _flush(self, batch: list[_Pending]) -> None:
+        redis: aioredis.Redis = self.store.redis
+        try:
+            async with redis.pipeline(transaction=False) as pipe:
+                counts = [self.store.queue_write(pipe, item.write) for item in batch]
+                replies = await pipe.execute(raise_on_error=False)
+        except (RedisError, OSError) as exc:
+            log.error("flush of %d writes failed: %r", len(batch), exc)
+            for item in batch:
+                if not item.done.done():
+                    item.done.set_exception(StoreUnavailable("redis unavailable"))
+            return
+        self.batches += 1
+        self.writes += len(batch)
+        position = 0
+        for item, count in zip(batch, counts, strict=True):
+            reply = replies[position]
+            position += count
+            if item.done.done():
+                continue
+            if isinstance(reply, Exception):
+                log.error("write to %s failed: %r", item.write.keys.logical, reply)
+                item.done.set_exception(StoreUnavailable("redis write failed"))
+            elif int(reply[0]) == 1:
+                item.done.set_result(int(reply[1]))
+            else:
+                item.done.set_exception(Conflict(int(reply[1])))
+
+    async def close(self, deadline: float) -> None:
+        """Stop intake, flush what is queued within ``deadline`` seconds, then stop."""
+        self._closing = True
+        loop = asyncio.get_running_loop()
+        until = loop.time() + deadline
+        while (self._busy or not self._queue.empty()) and loop.time() < until:
+            await asyncio.sleep(0.005)
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        lost = 0
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            lost += 1
+            log.error("not written at shutdown: session %s (%d messages)",
+                      item.write.keys.logical, len(item.write.messages))
+            if not item.done.done():
+                item.done.set_exception(StoreUnavailable("shut down before flushing"))
+        log.info("flusher stopped: %d batches, %d writes, %d not written",
+                 self.batches, self.writes, lost)

@@ -1,0 +1,226 @@
+"""Redis I/O for sessions under the proxy's prefix. Layout (all keys of a session share
+the hash tag ``{t}``, see keys.py)::
+
+    <prefix>:{t}:meta   hash    v    version, +1 per write
+                                n    number of messages
+                                tok  token total of all messages
+                                doc  session-level fields as stored (codec-defined JSON)
+                                idg  digest of the last accepted PUT's messages, as sent
+                                idl  byte length of that JSON
+                                can  "1" when those bytes were also the canonical form
+                                srt  "1" while messages are in created_at order
+                                lc   created_at (µs) of the last message
+                                tz   "a" all offset-aware, "n" all naive, "m" mixed
+                                ix   this session's member in the index
+    <prefix>:{t}:msgs   list    canonical JSON of each message, in stored order
+    <prefix>:{t}:toks   string  token count of each message, little-endian uint32
+    <prefix>:index      zset    member JSON [namespace, user_id, session_id], score = last write
+    <prefix>:expiry     zset    same members, score = expiry time, for sessions with a TTL
+
+A TTL is set on the three session keys (O(1), whatever the session's length).
+"""
+
+from __future__ import annotations
+
+import array
+from dataclasses import dataclass, field
+
+import orjson
+import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
+
+from proxy import scripts
+from proxy.keys import SessionKeys, logical_key
+
+TOKEN = array.array("I").itemsize
+
+
+def pack_tokens(counts: list[int]) -> bytes:
+    return array.array("I", counts).tobytes()
+
+
+def unpack_tokens(raw: bytes) -> array.array[int]:
+    out = array.array("I")
+    out.frombytes(raw)
+    return out
+
+
+@dataclass(slots=True)
+class Meta:
+    version: int = 0
+    count: int = 0
+    tokens_total: int = 0
+    doc: bytes = b""
+    input_digest: bytes = b""
+    input_length: int = 0
+    input_canonical: bool = False
+    sorted: bool = True
+    last_created_us: int = 0
+    tz: str = ""
+    index_member: bytes = b""
+
+    @classmethod
+    def from_hash(cls, raw: dict[bytes, bytes]) -> Meta | None:
+        if not raw or b"v" not in raw:
+            return None
+        return cls(
+            version=int(raw[b"v"]), count=int(raw.get(b"n", 0)),
+            tokens_total=int(raw.get(b"tok", 0)), doc=raw.get(b"doc", b""),
+            input_digest=raw.get(b"idg", b""), input_length=int(raw.get(b"idl", 0)),
+            input_canonical=raw.get(b"can") == b"1", sorted=raw.get(b"srt", b"1") == b"1",
+            last_created_us=int(raw.get(b"lc", 0)), tz=raw.get(b"tz", b"").decode(),
+            index_member=raw.get(b"ix", b""),
+        )
+
+    def fields(self) -> list[bytes | str | int]:
+        """Everything but the version, which the scripts own."""
+        return [
+            "n", self.count, "tok", self.tokens_total, "doc", self.doc,
+            "idg", self.input_digest, "idl", self.input_length,
+            "can", "1" if self.input_canonical else "0", "srt", "1" if self.sorted else "0",
+            "lc", self.last_created_us, "tz", self.tz, "ix", self.index_member,
+        ]
+
+
+@dataclass(slots=True)
+class Write:
+    """One session's change, as the flusher sends it: a script call plus index upkeep."""
+
+    keys: SessionKeys
+    rewrite: bool  # replace all messages, else append
+    expected_version: int
+    meta: Meta
+    messages: list[bytes]
+    tokens: list[int]
+    ttl_seconds: int | None
+    index_score: float
+    stale_member: bytes = b""  # an index member to drop (the session's scope changed)
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """A consistent read of one session: its meta and a run of its messages."""
+
+    meta: Meta
+    start: int  # index of messages[0] in the session
+    messages: list[bytes]
+    tokens: array.array[int]
+
+
+class Store:
+    def __init__(self, redis: aioredis.Redis, prefix: str) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.index_key = f"{prefix}:index"
+        self.expiry_key = f"{prefix}:expiry"
+        self._append = redis.register_script(scripts.APPEND)
+        self._rewrite = redis.register_script(scripts.REWRITE)
+        self._delete = redis.register_script(scripts.DELETE)
+
+    def keys(self, logical: str) -> SessionKeys:
+        return SessionKeys.build(self.prefix, logical)
+
+    async def meta(self, keys: SessionKeys) -> Meta | None:
+        return Meta.from_hash(await self.redis.hgetall(keys.meta))
+
+    async def snapshot(self, keys: SessionKeys, tail: int | None) -> Snapshot | None:
+        """Meta plus the last ``tail`` messages (all when None), read atomically."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hgetall(keys.meta)
+            if tail is None:
+                pipe.lrange(keys.messages, 0, -1)
+                pipe.get(keys.tokens)
+            elif tail > 0:
+                pipe.lrange(keys.messages, -tail, -1)
+                pipe.getrange(keys.tokens, -tail * TOKEN, -1)
+            raw = await pipe.execute()
+        meta = Meta.from_hash(raw[0])
+        if meta is None:
+            return None
+        msgs: list[bytes] = raw[1] if len(raw) > 1 else []
+        toks = unpack_tokens(raw[2] or b"") if len(raw) > 2 else array.array("I")
+        return Snapshot(meta, meta.count - len(msgs), msgs, toks)
+
+    async def messages(self, keys: SessionKeys, start: int, stop: int) -> list[bytes]:
+        """Messages ``start`` .. ``stop - 1``."""
+        if stop <= start:
+            return []
+        result: list[bytes] = await self.redis.lrange(keys.messages, start, stop - 1)
+        return result
+
+    async def tokens(self, keys: SessionKeys, start: int, stop: int) -> array.array[int]:
+        if stop <= start:
+            return array.array("I")
+        raw = await self.redis.getrange(keys.tokens, start * TOKEN, stop * TOKEN - 1)
+        return unpack_tokens(raw)
+
+    def queue_write(self, pipe: Pipeline, write: Write) -> int:
+        """Add ``write`` to a pipeline; returns how many replies it will produce."""
+        ttl = "" if write.ttl_seconds is None else str(write.ttl_seconds)
+        fields = write.meta.fields()
+        args = [write.expected_version, ttl, pack_tokens(write.tokens), len(fields) // 2,
+                *fields, *write.messages]
+        script = self._rewrite if write.rewrite else self._append
+        # Registered with the pipeline, the script is loaded (SCRIPT LOAD) before EVALSHA.
+        pipe.scripts.add(script)
+        pipe.evalsha(script.sha, 3, *write.keys.all(), *args)
+        count = 1  # the script; the rest is index upkeep
+        member = write.meta.index_member
+        drop = [write.stale_member] if write.stale_member not in (b"", member) else []
+        if write.ttl_seconds is not None and write.ttl_seconds <= 0:
+            drop.append(member)  # the upstream's EXPIRE <= 0 deletes the session at once
+        else:
+            pipe.zadd(self.index_key, {member: write.index_score})
+            count += 1
+            # Without ttl_seconds a running TTL is kept (as the upstream's JSON.SET does).
+            if write.ttl_seconds is not None:
+                pipe.zadd(self.expiry_key, {member: write.index_score + write.ttl_seconds})
+                count += 1
+        for stale in drop:
+            pipe.zrem(self.index_key, stale)
+            pipe.zrem(self.expiry_key, stale)
+            count += 2
+        return count
+
+    async def delete(self, keys: SessionKeys) -> bool:
+        member = await self._delete(keys=list(keys.all()))
+        if member:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zrem(self.index_key, member)
+                pipe.zrem(self.expiry_key, member)
+                await pipe.execute()
+        return bool(member)
+
+    async def list_sessions(self, namespace: str | None, user_id: str | None,
+                            limit: int, offset: int, now: float) -> tuple[list[str], int]:
+        """Session ids in last-write order, filtered like the upstream's tag search."""
+        await self._drop_expired(now)
+        members = await self.redis.zrange(self.index_key, 0, -1)
+        matched = [m for m in map(orjson.loads, members)
+                   if _tag_match(m[0], namespace) and _tag_match(m[1], user_id)]
+        return [m[2] for m in matched[offset:offset + limit]], len(matched)
+
+    async def _drop_expired(self, now: float) -> None:
+        due = await self.redis.zrangebyscore(self.expiry_key, "-inf", now)
+        for member in due:
+            _ns, _uid, sid = orjson.loads(member)
+            keys = self.keys(logical_key(sid, _ns, _uid))
+            if not await self.redis.exists(keys.meta):
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.zrem(self.index_key, member)
+                    pipe.zrem(self.expiry_key, member)
+                    await pipe.execute()
+
+
+def index_member(session_id: str, namespace: str | None, user_id: str | None) -> bytes:
+    return orjson.dumps([namespace, user_id, session_id])
+
+
+def _tag_match(stored: str | None, wanted: str | None) -> bool:
+    """RediSearch TAG semantics: stored values split on commas, compared case-insensitively."""
+    if not wanted:
+        return True
+    if not stored:
+        return False
+    return wanted.lower() in {t.strip().lower() for t in stored.split(",")}
