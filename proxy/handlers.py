@@ -11,6 +11,7 @@ from aiohttp import web
 from proxy.appkeys import ENGINE, UPSTREAM
 from proxy.engine import Answer, HandOff
 from proxy.errors import PayloadTooLarge
+from proxy.prompt import memory_prompt
 
 WM = "/v1/working-memory"
 
@@ -64,3 +65,4 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get(WM + "/{session_id}", get_session, allow_head=False)
     router.add_put(WM + "/{session_id}", put_session)
     router.add_delete(WM + "/{session_id}", delete_session)
+    router.add_post("/v1/memory/prompt", memory_prompt)
