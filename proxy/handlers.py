@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from proxy.append import append_messages
 from proxy.appkeys import ENGINE, UPSTREAM
 from proxy.engine import Answer, HandOff
 from proxy.errors import PayloadTooLarge
@@ -16,7 +17,7 @@ from proxy.prompt import memory_prompt
 WM = "/v1/working-memory"
 
 
-def _respond(answer: Answer) -> web.Response:
+def respond(answer: Answer) -> web.Response:
     response = web.Response(status=answer.status, body=answer.body, headers=answer.headers)
     response.content_type = answer.content_type.split(";")[0]
     if "charset" in answer.content_type:
@@ -24,7 +25,7 @@ def _respond(answer: Answer) -> web.Response:
     return response
 
 
-async def _read_body(request: web.Request) -> bytes:
+async def read_body(request: web.Request) -> bytes:
     try:
         return await request.read()
     except web.HTTPRequestEntityTooLarge:
@@ -34,7 +35,7 @@ async def _read_body(request: web.Request) -> bytes:
 
 async def list_sessions(request: web.Request) -> web.StreamResponse:
     try:
-        return _respond(await request.app[ENGINE].list_sessions(request.query))
+        return respond(await request.app[ENGINE].list_sessions(request.query))
     except HandOff:
         return await request.app[UPSTREAM].forward(request)
 
@@ -44,20 +45,27 @@ async def get_session(request: web.Request) -> web.StreamResponse:
         answer = await request.app[ENGINE].get(request.match_info["session_id"], request.query)
     except HandOff:
         return await request.app[UPSTREAM].forward(request)
-    return _respond(answer)
+    return respond(answer)
 
 
 async def put_session(request: web.Request) -> web.StreamResponse:
-    raw = await _read_body(request)
+    raw = await read_body(request)
     answer = await request.app[ENGINE].put(
         request.match_info["session_id"], raw, request.headers.get("Content-Type"),
         request.query, request.query_string)
-    return _respond(answer)
+    return respond(answer)
 
 
 async def delete_session(request: web.Request) -> web.StreamResponse:
     answer = await request.app[ENGINE].delete(request.match_info["session_id"], request.query)
-    return _respond(answer)
+    return respond(answer)
+
+
+async def append_session(request: web.Request) -> web.StreamResponse:
+    raw = await read_body(request)
+    answer = await append_messages(request.app[ENGINE], request.match_info["session_id"], raw,
+                                   request.query)
+    return respond(answer)
 
 
 def add_routes(router: web.UrlDispatcher) -> None:
@@ -65,4 +73,5 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get(WM + "/{session_id}", get_session, allow_head=False)
     router.add_put(WM + "/{session_id}", put_session)
     router.add_delete(WM + "/{session_id}", delete_session)
+    router.add_post(WM + "/{session_id}/messages", append_session)
     router.add_post("/v1/memory/prompt", memory_prompt)
