@@ -69,7 +69,7 @@ class Settings:
         default=256 * 1024 * 1024, metadata={"help": "memory for cached session tails, in bytes"}
     )
     cache_max_messages: int = field(
-        default=1_000, metadata={"help": "most recent messages cached per session"}
+        default=50_000, metadata={"help": "most recent messages cached per session"}
     )
     shutdown_timeout: float = field(
         default=10.0, metadata={"help": "seconds SIGTERM waits for pending writes to flush"}
