@@ -26,7 +26,7 @@ COMMA = ord(",")
 
 
 def _hash(data: bytes | memoryview) -> bytes:
-    return hashlib.blake2b(data, digest_size=16).digest()
+    return hashlib.sha256(data).digest()  # SHA-NI makes it the fastest hashlib choice here
 
 
 @dataclass(slots=True)
