@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck check bench bench-quick clean
+.PHONY: run stack test lint typecheck check bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "agent-memory-proxy needs Python >= 3.11; set PYTHON=/path/to/python3.11")'
@@ -17,7 +17,10 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/agent-memory-proxy up
 
-test: $(STAMP)
+stack: $(STAMP)
+	$(BIN)/python -m proxy.localstack
+
+test: stack
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
