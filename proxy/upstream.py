@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import hdrs, web
@@ -43,12 +43,13 @@ def make_client_session(connect_timeout: float, read_timeout: float) -> aiohttp.
                                  cookie_jar=aiohttp.DummyCookieJar())
 
 
-def _strip_hop_by_hop(headers: Mapping[str, str]) -> CIMultiDict[str]:
+def _strip_hop_by_hop(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> CIMultiDict[str]:
+    # Headers named in Connection are hop-by-hop too (RFC 9110 7.6.1).
     named = {
         token.strip().lower()
-        for value in headers.getall(hdrs.CONNECTION, ())  # type: ignore[attr-defined]
+        for value in headers.getall(hdrs.CONNECTION, ())
         for token in value.split(",")
-    } if isinstance(headers, CIMultiDictProxy | CIMultiDict) else set()
+    }
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in headers.items():
         lower = name.lower()
@@ -126,11 +127,16 @@ class Upstream:
         except TimeoutError:
             # Headers are already sent; the only honest signal left is a cut connection.
             log.warning("upstream stalled mid-body on %s %s", request.method, request.path)
-            request.transport and request.transport.close()
+            _cut(request)
             return response
         except (aiohttp.ClientError, ConnectionResetError) as exc:
             log.warning("stream to client broken on %s %s: %r", request.method, request.path, exc)
-            request.transport and request.transport.close()
+            _cut(request)
             return response
         await response.write_eof()
         return response
+
+
+def _cut(request: web.Request) -> None:
+    if request.transport is not None:
+        request.transport.close()
