@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import os
 import platform
 import shutil
@@ -38,6 +39,9 @@ from load.verdicts import concurrency_verdict, size_verdicts
 
 USERS = (1, 5, 25)
 LOCUST_SEED, LOCUST_MAX = 1_000, 1_990  # keeps every looped request in the 1k-2k bucket
+# An agent's turn includes an LLM call, so real users pause between turns. With no pause a
+# closed loop saturates any server and latency grows with the user count by Little's law.
+THINK_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,8 @@ class Mode:
 
 FULL = Mode("full", SizePlan((10, 100, 1_000, 4_000, 5_000, 10_000, 20_000), samples=25,
                              budget_s=45.0), locust_seconds=30, profile_seconds=15)
-QUICK = Mode("quick", SizePlan((10, 100, 1_000, 4_000, 10_000), samples=6, budget_s=4.0),
+QUICK = Mode("quick", SizePlan((10, 100, 1_000, 4_000, 10_000), samples=10, budget_s=4.0,
+                               timeout_s=30.0),
              locust_seconds=6, profile_seconds=5)
 
 
@@ -61,8 +66,7 @@ class Progress:
         self.total, self.done, self.label = total, 0, ""
         self._bar: Any = None
         try:
-            from tqdm import tqdm
-
+            tqdm = importlib.import_module("tqdm").tqdm
             self._bar = tqdm(total=total, unit="step", file=sys.stderr, dynamic_ncols=True)
         except ImportError:
             pass
@@ -111,7 +115,7 @@ def _machine() -> str:
             f"Python {platform.python_version()}")
 
 
-def run(mode: Mode, out: Path) -> Path:
+def run(mode: Mode, out: Path, think_s: float) -> Path:
     started = time.monotonic()
     date = datetime.now().strftime("%Y-%m-%d")
     stem = f"bench-{date}" + ("-quick" if mode.name == "quick" else "")
@@ -126,7 +130,11 @@ def run(mode: Mode, out: Path) -> Path:
     try:
         with running_stack() as targets:
             bar.describe("a) sizes")
-            samples = asyncio.run(sample_sizes(targets.urls, mode.plan, bar.advance))
+            try:
+                samples = asyncio.run(sample_sizes(targets.urls, mode.plan, bar.advance))
+            except RuntimeError:
+                sys.stderr.write(f"\nproxy log tail:\n{targets.proxy.tail_log()}\n")
+                raise
             append_ok = any(s.op == "append" and s.status == 200 for s in samples)
             if not append_ok:
                 notes.append("the proxy's append endpoint did not answer 200 (working memory "
@@ -137,7 +145,8 @@ def run(mode: Mode, out: Path) -> Path:
                 for target, user_class in runs:
                     bar.describe(f"b) locust {target} {user_class} {users}u")
                     locust += run_locust(targets.urls[target], target, user_class, users,
-                                         mode.locust_seconds, raw, LOCUST_SEED, LOCUST_MAX)
+                                         mode.locust_seconds, raw, LOCUST_SEED, LOCUST_MAX,
+                                         think_s)
                     bar.advance(mode.locust_seconds)
                 if not append_ok:
                     bar.advance(mode.locust_seconds)
@@ -154,7 +163,8 @@ def run(mode: Mode, out: Path) -> Path:
     plot(out / "latency-vs-size.png", table)
     meta = Meta(date, mode.name, _git_commit(), _machine(), time.monotonic() - started, notes)
     report = out / f"{stem}.md"
-    write_markdown(report, meta, table, locust, (mode.locust_seconds, LOCUST_SEED, LOCUST_MAX),
+    write_markdown(report, meta, table, locust,
+                   (mode.locust_seconds, LOCUST_SEED, LOCUST_MAX, think_s),
                    verdicts, prof, "latency-vs-size.png")
     shutil.copyfile(report, out / "latest.md")
     return report
@@ -164,9 +174,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m load.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="the short version (< 3 min)")
+    parser.add_argument("--think", type=float, default=THINK_S, metavar="SECONDS",
+                        help="each Locust user's pause between turns (default %(default)s; "
+                        "0 makes every run saturate the server)")
     parser.add_argument("--out", type=Path, default=REPO / "results", help="output directory")
     args = parser.parse_args(argv)
-    report = run(QUICK if args.quick else FULL, args.out)
+    report = run(QUICK if args.quick else FULL, args.out, args.think)
     print(report.read_text())
     print(f"\nwrote {report}", file=sys.stderr)
     return 0

@@ -76,9 +76,9 @@ class _SessionUser(FastHttpUser):
             self._put_full(f"PUT seed [{bucket(SEED)}]")
 
     def _put_full(self, name: str) -> None:
-        with self.client.put(put_path(self.session_id), data=put_body(self.session_id,
-                             self.messages), headers=JSON_HEADERS, name=name,
-                             catch_response=True) as resp:
+        body = put_body(self.session_id, self.messages)
+        with self.client.put(put_path(self.session_id), data=body,  # type: ignore[arg-type]
+                             headers=JSON_HEADERS, name=name, catch_response=True) as resp:
             if resp.status_code != 200:
                 resp.failure(f"HTTP {resp.status_code}")
 
@@ -114,7 +114,8 @@ class AppendUser(_SessionUser):
         new = turn()
         self.messages.extend(new)
         name = f"POST append [{bucket(len(self.messages))}]"
-        with self.client.post(append_path(self.session_id), data=append_body(new),
+        body = append_body(new)
+        with self.client.post(append_path(self.session_id), data=body,  # type: ignore[arg-type]
                               headers=JSON_HEADERS, name=name, catch_response=True) as resp:
             if resp.status_code != 200:
                 resp.failure(f"HTTP {resp.status_code}")
@@ -127,7 +128,7 @@ if os.environ.get("AMP_LOAD_SHAPE") == "ramp":
         """5, 10, 15, 20, then 25 users, a step every ``AMP_LOAD_STEP_SECONDS``."""
 
         def tick(self) -> tuple[int, float] | None:
-            step = int(self.get_run_time() // STEP_SECONDS)
+            step = int(self.get_run_time() // STEP_SECONDS)  # type: ignore[no-untyped-call]
             if step >= 6:
                 return None
             return min(25, 5 * (step + 1)), 5.0

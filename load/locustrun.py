@@ -62,7 +62,8 @@ def parse_stats(path: Path, target: str, user_class: str, users: int) -> list[Lo
 
 
 def run_locust(host: str, target: str, user_class: str, users: int, seconds: int,
-               out_dir: Path, seed: int, max_messages: int) -> list[LocustRow]:
+               out_dir: Path, seed: int, max_messages: int, think_s: float = 0.0
+               ) -> list[LocustRow]:
     """One headless run; returns its per-request-name statistics."""
     out_dir.mkdir(parents=True, exist_ok=True)
     prefix = out_dir / f"{target}-{user_class}-{users}u"
@@ -70,7 +71,8 @@ def run_locust(host: str, target: str, user_class: str, users: int, seconds: int
            str(users), "-t", f"{seconds}s", "--host", host, "--csv", str(prefix),
            "--only-summary", "--stop-timeout", "5", "--loglevel", "WARNING",
            "--exit-code-on-error", "0", user_class]
-    env = {**os.environ, "AMP_LOAD_SEED": str(seed), "AMP_LOAD_MAX": str(max_messages)}
+    env = {**os.environ, "AMP_LOAD_SEED": str(seed), "AMP_LOAD_MAX": str(max_messages),
+           "AMP_LOAD_WAIT": str(think_s)}
     env.pop("AMP_LOAD_SHAPE", None)
     with open(prefix.with_suffix(".log"), "wb") as log:
         proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,

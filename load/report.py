@@ -87,11 +87,14 @@ def size_section(table: list[Stat]) -> list[str]:
     return out + _table(["operation", "target", *[f"{s:,}" for s in sizes]], rows)
 
 
-def locust_section(rows: list[LocustRow], seconds: int, seed: int, limit: int) -> list[str]:
+def locust_section(rows: list[LocustRow], seconds: int, seed: int, limit: int,
+                   think: float) -> list[str]:
     out = ["## b) Locust: concurrent users (ms)", "",
-           f"Headless runs of `load/locustfile.py`, {seconds} s each, all users started at once; "
-           f"sessions seeded at {seed:,} messages and restarted at {limit:,}, so requests sit in "
-           "the 1k-2k bucket. `PUT seed` rows are the seeding PUTs, not part of the loop.", ""]
+           f"Headless runs of `load/locustfile.py`, {seconds} s each, all users started at once, "
+           f"each pausing {think:g} s between turns (`--think`); sessions seeded at {seed:,} "
+           f"messages and restarted at {limit:,}, so requests sit in the 1k-2k bucket. "
+           "`PUT seed` rows are the seeding PUTs, not part of the loop. Locust records whole "
+           "milliseconds, so small values are coarse.", ""]
     body = [[r.target, r.user_class, str(r.users), r.name, str(r.count), str(r.failures),
              _ms(r.p50), _ms(r.p95), _ms(r.p99), f"{r.rps:.1f}"]
             for r in sorted(rows, key=lambda r: (r.target, r.user_class, r.name, r.users))]
@@ -128,7 +131,7 @@ def profile_section(prof: Profile | None) -> list[str]:
 
 
 def write_markdown(path: Path, meta: Meta, table: list[Stat], locust: list[LocustRow],
-                   locust_args: tuple[int, int, int], verdicts: list[Verdict],
+                   locust_args: tuple[int, int, int, float], verdicts: list[Verdict],
                    prof: Profile | None, plot_name: str) -> None:
     lines = [f"# Benchmark: upstream vs proxy ({meta.date}, {meta.mode})", "",
              f"- commit `{meta.commit}`; machine: {meta.machine}",

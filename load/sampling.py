@@ -31,7 +31,6 @@ from load.common import (
 #: Operation names as they appear in the CSV and the report, in sampling order.
 OPS = ("get_recent", "get_full", "put_full", "append")
 TARGETS = ("upstream", "proxy")
-TIMEOUT = aiohttp.ClientTimeout(total=180)
 
 
 @dataclass(frozen=True)
@@ -52,6 +51,7 @@ class SizePlan:
     samples: int  # per operation, size and target
     budget_s: float  # per operation and size; sampling stops early past it
     min_samples: int = 3
+    timeout_s: float = 120.0  # per request; a target that does not answer fails the run
 
     @property
     def units(self) -> int:
@@ -79,6 +79,14 @@ async def _timed(http: aiohttp.ClientSession, method: str, url: str,
 
 async def _request(s: _Session, op: str, clock: Clock) -> tuple[float, int, bytes]:
     """One operation against one target; the session grows only when a write succeeds."""
+    try:
+        return await _operation(s, op, clock)
+    except TimeoutError as exc:
+        raise RuntimeError(f"{s.target} did not answer {op} at {len(s.messages):,} messages "
+                           "in time") from exc
+
+
+async def _operation(s: _Session, op: str, clock: Clock) -> tuple[float, int, bytes]:
     if op == "get_recent":
         return await _timed(s.http, "GET", s.base + recent_path(s.session_id))
     if op == "get_full":
@@ -99,8 +107,12 @@ async def _seed(s: _Session, size: int, clock: Clock) -> None:
     """Bring the session to ``size`` messages with one PUT of the whole list."""
     if len(s.messages) < size:
         s.messages.extend(history(size - len(s.messages), clock))
-    ms, status, data = await _timed(s.http, "PUT", s.base + put_path(s.session_id),
-                                    put_body(s.session_id, s.messages))
+    try:
+        ms, status, data = await _timed(s.http, "PUT", s.base + put_path(s.session_id),
+                                        put_body(s.session_id, s.messages))
+    except TimeoutError as exc:
+        raise RuntimeError(f"{s.target} did not answer the seeding PUT of {size:,} "
+                           "messages in time") from exc
     if status != 200:
         raise RuntimeError(f"seeding {s.target} to {size} messages: HTTP {status} "
                            f"{data[:300]!r}")
@@ -115,9 +127,9 @@ async def sample_sizes(urls: dict[str, str], plan: SizePlan,
     """
     clock = Clock()
     samples: list[Sample] = []
-    connector_args = {"limit": 4, "force_close": False}
-    https = {name: aiohttp.ClientSession(timeout=TIMEOUT,
-                                         connector=aiohttp.TCPConnector(**connector_args))
+    timeout = aiohttp.ClientTimeout(total=plan.timeout_s)
+    https = {name: aiohttp.ClientSession(timeout=timeout,
+                                         connector=aiohttp.TCPConnector(limit=4))
              for name in urls}
     try:
         sessions = [_Session(t, urls[t], https[t], new_session_id(f"bench-{t}"))
@@ -132,7 +144,10 @@ async def sample_sizes(urls: dict[str, str], plan: SizePlan,
                 if op == "append" and not append_ok:
                     progress(plan.samples)
                     continue
-                # one unmeasured request per target first (connections, cold caches)
+                # unmeasured requests per target first (connections, cold code paths)
+                for _ in range(2 if size <= 1_000 else 0):  # more where it is cheap
+                    for s in active:
+                        await _request(s, op, clock)
                 warm = {s.target: await _request(s, op, clock) for s in active}
                 if op == "append" and warm["proxy"][1] != 200:
                     append_ok = False  # the endpoint does not exist (pass-through)
@@ -150,16 +165,16 @@ async def sample_sizes(urls: dict[str, str], plan: SizePlan,
                         break
                     order: list[_Session | None] = [*active, None] if with_floor else [*active]
                     shift = i % len(order)
-                    for s in order[shift:] + order[:shift]:
-                        if s is None:
+                    for one in order[shift:] + order[:shift]:
+                        if one is None:
                             ms, status, data = await _timed(https["floor"], "GET",
                                                             f"{floor}/body")
                             samples.append(Sample("floor", op, size, size, i, ms, status,
                                                   len(data)))
                             continue
-                        count = len(s.messages)
-                        ms, status, data = await _request(s, op, clock)
-                        samples.append(Sample(s.target, op, size, count, i, ms, status,
+                        count = len(one.messages)
+                        ms, status, data = await _request(one, op, clock)
+                        samples.append(Sample(one.target, op, size, count, i, ms, status,
                                               len(data)))
                     progress(1)
         for s in sessions:  # leave nothing behind
