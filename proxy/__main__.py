@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
@@ -72,19 +73,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 def serve(settings: Settings) -> None:
     from proxy.app import create_app
 
-    _use_uvloop()
+    loop = _uvloop() if settings.uvloop else None
     log.info("listening on http://%s:%d", settings.host, settings.port)
     web.run_app(create_app(settings), host=settings.host, port=settings.port,
                 print=None, shutdown_timeout=settings.shutdown_timeout,
-                access_log=None, handle_signals=True)
+                access_log=None, handle_signals=True, loop=loop)
 
 
-def _use_uvloop() -> None:
+def _uvloop() -> asyncio.AbstractEventLoop | None:
     try:
         import uvloop
     except ImportError:
-        return
-    uvloop.install()
+        return None
+    log.info("event loop: uvloop")
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
 
 
 if __name__ == "__main__":

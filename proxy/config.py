@@ -75,6 +75,9 @@ class Settings:
         default=10.0, metadata={"help": "seconds SIGTERM waits for pending writes to flush"}
     )
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
+    uvloop: bool = field(
+        default=True, metadata={"help": "run on uvloop when it is installed (the [speed] extra)"}
+    )
 
     def __post_init__(self) -> None:
         _check_url("upstream_url", self.upstream_url, ("http", "https"))
