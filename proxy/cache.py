@@ -47,6 +47,13 @@ class SessionTail:
             return b""
         return self.blob[self.offsets[first - self.start] - self.base:]
 
+    def joined_range(self, first: int, stop: int) -> bytes:
+        """Comma-joined messages ``first`` .. ``stop - 1`` (both covered)."""
+        if stop >= self.count:
+            return self.joined(first)
+        start = self.offsets[first - self.start] - self.base
+        return self.blob[start:self.offsets[stop - self.start] - self.base - 1]
+
     def tokens_from(self, first: int) -> array.array[int]:
         return self.tokens[first - self.start:]
 

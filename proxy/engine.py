@@ -98,16 +98,14 @@ class Engine:
             return await self._put_upstream(session_id, raw, content_type, query_string)
         keys = self.store.keys(logical_key(session_id, body.namespace, body.user_id))
         async with self._lock(keys.logical):
-            tail = await self._tail_for_write(keys)
-            try:
-                plan = plan_put(keys, session_id, body, tail, now)
-            except codec.Unsupported:
-                return await self._put_upstream(session_id, raw, content_type, query_string)
-            if plan.tokens_total > codec.summarization_threshold(q) and body.messages:
-                # The upstream would summarize (or fail without an LLM): let it.
-                return await self._put_upstream(session_id, raw, content_type, query_string)
-            echo = await self._echo(plan, tail)
-            await self._commit(plan, tail)
+            planned = await self._plan(keys, session_id, body, q, now)
+            if planned is not None:
+                plan, tail, echo = planned
+                await self._commit(plan, tail)
+        if planned is None:
+            # Not for the fast path (an odd message, or the upstream would summarize):
+            # outside the session lock, since storing the upstream's answer takes it.
+            return await self._put_upstream(session_id, raw, content_type, query_string)
         answer = Answer(200, codec.render_put(session_id, body, echo, plan.tokens_total, q))
         if plan.generated_timestamp:
             answer.headers[DEPRECATION[0]] = DEPRECATION[1]
@@ -140,26 +138,45 @@ class Engine:
         except ProxyError as exc:
             log.warning("could not delete upstream copy of %s: %s", session_id, exc.detail)
 
-    async def _echo(self, plan: Plan, tail: SessionTail | None) -> bytes:
-        """The PUT response's message array: the stored prefix plus the new messages."""
-        if plan.echo is not None:
-            return plan.echo
-        keep = plan.prefix_count
+    async def _plan(self, keys: SessionKeys, session_id: str, body: codec.PutBody,
+                    q: codec.Query, now: datetime
+                    ) -> tuple[Plan, SessionTail | None, bytes] | None:
+        """Plan the PUT and build its echo; None when it must go to the upstream."""
+        for _ in range(MAX_REPLANS):
+            tail = await self._tail_for_write(keys)
+            try:
+                plan = plan_put(keys, session_id, body, tail, now)
+            except codec.Unsupported:
+                return None
+            if plan.tokens_total > codec.summarization_threshold(q) and body.messages:
+                return None  # the upstream would summarize (or fail without an LLM)
+            if plan.echo is not None or tail is None:
+                return plan, tail, plan.echo or _array(b"", plan.write.messages)
+            head = await self._stored_head(tail, plan.prefix_count)
+            if head is not None:
+                return plan, tail, _array(head, plan.write.messages)
+            self.cache.drop(keys.logical)  # the session moved since it was cached
+        raise ProxyError("session kept changing under this write")
+
+    async def _stored_head(self, tail: SessionTail, keep: int) -> bytes | None:
+        """The first ``keep`` stored messages, comma-joined, caching the whole session
+        for the next PUT; None when Redis no longer holds the version ``tail`` describes."""
         if keep == 0:
-            head = b""
-        elif tail is not None and tail.start == 0:
-            head = tail.blob[: tail.offsets[keep] - tail.base - 1] if keep < len(
-                tail.offsets) else tail.blob
-        else:
-            head = b",".join(await self.store.messages(plan.write.keys, 0, keep))
-        new = b",".join(plan.write.messages)
-        return b"[" + head + (b"," if head and new else b"") + new + b"]"
+            return b""
+        if tail.covers(0):
+            return tail.joined_range(0, keep)
+        snap = await self.store.snapshot(tail.keys, None)
+        if snap is None or snap.meta.version != tail.meta.version:
+            return None
+        tail.reset(snap.start, snap.messages, list(snap.tokens), self.cache.max_messages)
+        self.cache.put(tail)
+        return b",".join(snap.messages[:keep])
 
     async def _commit(self, plan: Plan, tail: SessionTail | None) -> None:
         entry = tail or SessionTail(plan.write.keys, plan.write.meta)
         if not self.buffered:
-            version = await self._write_until_applied(plan)
-            self._remember(entry, plan, version)
+            version, landed = await self._write_until_applied(plan)
+            self._remember(entry, landed, version)
             return
         # Buffered: acknowledge now, from memory; the write lands behind.
         # The write is queued before answering, so the flusher owns it from here on.
@@ -187,12 +204,14 @@ class Engine:
             if entry.pending == 0:
                 self.cache.drop(entry.keys.logical)  # reload from Redis, the truth
 
-    async def _write_until_applied(self, plan: Plan) -> int:
+    async def _write_until_applied(self, plan: Plan) -> tuple[int, Plan]:
+        """Write ``plan``, re-planned as a rewrite while the session moves under it;
+        returns the new version and the plan that landed."""
         write = plan.write
         for _ in range(MAX_REPLANS):
             done = await self.flusher.submit(write)
             try:
-                return await done
+                return await done, plan
             except Conflict as conflict:
                 # Someone else wrote the session: this PUT replaces it whole (last writer
                 # wins, as upstream), planned against the version now current.
@@ -250,7 +269,9 @@ class Engine:
             return entry  # ahead of Redis: acknowledged writes not yet landed
         if entry is not None:
             version = await self.store.redis.hget(keys.meta, "v")
-            if version is not None and int(version) == entry.meta.version:
+            first = max(0, entry.count - limit) if limit else 0
+            if version is not None and int(version) == entry.meta.version and (
+                    entry.covers(first) or entry.count > self.cache.max_messages):
                 return entry
             self.cache.drop(keys.logical)
         want = min(limit, self.cache.max_messages) if limit else None
@@ -274,14 +295,16 @@ class Engine:
                 try:
                     body, encoded = codec.import_upstream_document(doc)
                 except codec.Unsupported:
+                    # Not reproducible here: leave it where it is, the upstream serves it.
                     log.warning("session %s in the upstream cannot be imported", session_id)
-                    return None
+                    raise HandOff from None
                 body = replace(body, namespace=namespace or None, user_id=user_id or None)
                 plan = plan_rewrite(keys, session_id, body, encoded, None)
                 try:
-                    await self._write_until_applied(plan)
-                except ProxyError:
-                    raise
+                    # Create only: if another proxy imported it first, theirs stands.
+                    await (await self.flusher.submit(plan.write))
+                except Conflict:
+                    pass
                 await self.handoff.delete(session_id, namespace, user_id)
                 log.info("imported session %s (%d messages)", session_id, len(encoded))
         return await self._tail_for_read(keys, None)
@@ -306,6 +329,12 @@ class Engine:
         ids, total = await self.store.list_sessions(q.namespace, q.user_id, q.limit, q.offset,
                                                     self.clock())
         return Answer(200, codec.orjson.dumps({"sessions": ids, "total": total}))
+
+
+def _array(head: bytes, new: list[bytes]) -> bytes:
+    """A JSON array of the comma-joined ``head`` followed by the ``new`` messages."""
+    tail = b",".join(new)
+    return b"[" + head + (b"," if head and tail else b"") + tail + b"]"
 
 
 def render_selection(session_id: str, meta: Meta, q: codec.Query, chosen: Selection) -> bytes:
