@@ -4,6 +4,12 @@ Each write is conditional on the session's version, so concurrent writers throug
 proxy or several end as some serial order of them: a write planned against a version
 that is no longer current is refused and re-planned by its owner.
 
+A version never repeats for one key, even across DELETE or expiry: a session is created
+at version TIME (the Redis server's clock in µs) and each write adds one. Were it to
+restart at 1, a proxy caching the old session at version n would take a new session
+that reached n for its own, and serve or append to the wrong messages. (Writes to one
+session take more than a microsecond each, so a session never counts past the clock.)
+
 Common arguments: KEYS = meta, messages, tokens. ARGV[1] = expected version ("0" for a
 session that must not exist yet), ARGV[2] = ttl ("" keeps any TTL, like the upstream's
 JSON.SET), ARGV[3] = packed token counts, ARGV[4] = number F of meta field pairs,
@@ -18,6 +24,11 @@ if ARGV[1] ~= '*' and v ~= tonumber(ARGV[1]) then return {0, v} end
 local nf = tonumber(ARGV[4])
 local first = 5 + 2 * nf
 local pttl = redis.call('PTTL', KEYS[1])
+local nv = v + 1
+if v == 0 then
+  local t = redis.call('TIME')
+  nv = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
 """
 
 # Push messages in slices: Lua's unpack has a small stack limit.
@@ -28,7 +39,7 @@ end
 """
 
 _FINISH = """
-redis.call('HSET', KEYS[1], 'v', v + 1, unpack(ARGV, 5, first - 1))
+redis.call('HSET', KEYS[1], 'v', nv, unpack(ARGV, 5, first - 1))
 if ARGV[2] ~= '' then
   local ttl = tonumber(ARGV[2])
   for k = 1, 3 do redis.call('EXPIRE', KEYS[k], ttl) end
@@ -37,7 +48,7 @@ elseif pttl > 0 then
   redis.call('PEXPIRE', KEYS[2], pttl)
   redis.call('PEXPIRE', KEYS[3], pttl)
 end
-return {1, v + 1}
+return {1, nv}
 """
 
 APPEND = _PRELUDE + _PUSH + """
