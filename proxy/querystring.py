@@ -55,9 +55,13 @@ MODEL_WINDOWS: dict[str, int] = {
     "claude-opus-4-5": 200000,
 }
 
-# Pydantic's lax int from a string also allows surrounding whitespace and "_"; those
-# are rare enough to leave to the upstream. Bounded so float arithmetic stays exact.
-_LAX_INT = re.compile(r"[+-]?\d{1,15}(?:\.0+)?")
+# Pydantic's lax int from a string: surrounding Unicode whitespace (Rust's
+# ``char::is_whitespace``) is ignored, single "_" may separate digits, and a fraction of
+# zeros is allowed. Bounded so float arithmetic stays exact; longer numbers are left to
+# the upstream.
+_LAX_INT = re.compile(r"[+-]?[0-9](?:_?[0-9]){0,14}(?:\.0+)?")
+_WHITESPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005" \
+    "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 
 _DECLARED: dict[Route, tuple[str, ...]] = {
     "get": (
@@ -93,7 +97,9 @@ class Query:
 
 
 def lax_int(text: str) -> int:
-    """Pydantic's lax int from a query string: "03", "+3", "2.0" pass; "2.5", "" do not."""
+    """Pydantic's lax int from a query string: "03", "+3", " 2.0", "1_0" pass; "2.5", ""
+    do not."""
+    text = text.strip(_WHITESPACE)
     if _LAX_INT.fullmatch(text) is None:
         raise Unsupported(f"not a plain integer: {text!r}")
     return int(text.split(".", 1)[0])
