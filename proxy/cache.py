@@ -54,6 +54,13 @@ class SessionTail:
         start = self.offsets[first - self.start] - self.base
         return self.blob[start:self.offsets[stop - self.start] - self.base - 1]
 
+    def messages_from(self, first: int) -> list[bytes]:
+        """Messages ``first`` .. the end as separate bytes (``first`` must be covered)."""
+        blob, base, offsets = self.blob, self.base, self.offsets
+        ends = [o - base - 1 for o in offsets[first - self.start + 1:]] + [len(blob)]
+        return [blob[o - base:end] for o, end in zip(offsets[first - self.start:], ends,
+                                                     strict=True)]
+
     def tokens_from(self, first: int) -> array.array[int]:
         return self.tokens[first - self.start:]
 
@@ -82,6 +89,8 @@ class SessionTail:
         self.extend(messages, tokens, cap)
 
     def _trim(self, cap: int) -> None:
+        if self.pending:
+            return  # Redis does not hold these yet: keep them until they land
         excess = len(self.offsets) - cap
         # Trim in steps of a tenth so the memmove is amortised over many appends.
         if excess <= 0 or (excess < cap // 10 and len(self.offsets) < 2 * cap):

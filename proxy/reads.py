@@ -29,6 +29,8 @@ async def _run(store: Store, entry: SessionTail, first: int) -> tuple[list[bytes
     """Messages ``first`` .. end, as cached bytes or as a list read from Redis."""
     if entry.covers(first):
         return None, entry.joined(first), entry.tokens_from(first)
+    if entry.pending:
+        return await _pending_run(store, entry, first)
     keys = entry.keys
     snap = await store.snapshot(keys, entry.count - first)
     if snap is None:
@@ -61,11 +63,29 @@ async def select(store: Store, entry: SessionTail, limit: int | None,
     return Selection(joined, total)
 
 
+async def _pending_run(store: Store, entry: SessionTail,
+                       first: int) -> tuple[list[bytes], bytes, array.array[int]]:
+    """Messages ``first`` .. end of a session with acknowledged writes not yet in Redis:
+    Redis holds the messages before the cached run (writes still pending only append to
+    them; a pending rewrite keeps its whole run cached), the cache holds the rest."""
+    head = await store.messages(entry.keys, first, entry.start)
+    tokens = await store.tokens(entry.keys, first, entry.start)
+    return head + entry.messages_from(entry.start), b"", tokens + entry.tokens_from(entry.start)
+
+
+async def _everything(store: Store, entry: SessionTail) -> tuple[list[bytes], list[int]]:
+    if entry.covers(0):
+        return entry.messages_from(0), entry.tokens_from(0).tolist()
+    if entry.pending:
+        messages, _, tokens = await _pending_run(store, entry, 0)
+        return messages, tokens.tolist()
+    snap = await store.snapshot(entry.keys, None)
+    return (snap.messages, snap.tokens.tolist()) if snap else ([], [])
+
+
 async def _select_sorted(store: Store, entry: SessionTail, limit: int,
                          truncate_to: int | None) -> Selection:
-    snap = await store.snapshot(entry.keys, None)
-    messages = snap.messages if snap else []
-    tokens = snap.tokens.tolist() if snap else []
+    messages, tokens = await _everything(store, entry)
     order = sorted(range(len(messages)), key=lambda i: _created_us(messages[i]))
     chosen = order[-limit:]
     picked = [messages[i] for i in chosen]
