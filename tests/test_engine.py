@@ -8,6 +8,7 @@ Each test here runs its proxies on a redis-server of this module's own, whose st
 from __future__ import annotations
 
 import io
+import uuid
 from typing import Any
 
 import orjson
@@ -216,3 +217,60 @@ async def test_non_canonical_input_is_stored_canonically(
     assert usage.count("del") == 0 and usage.bytes_in < 2 * KB, usage
     cold = await proxy_factory(redis_url=own_redis.url)
     assert (await get(cold, "nc"))["messages"] == msgs(2_000)
+
+
+# --- restarts and sessions that so far live only in the upstream -----------------------
+
+
+async def test_data_survives_a_new_app_instance(proxy_factory: ProxyFactory,
+                                                own_redis: Service) -> None:
+    first = await proxy_factory(redis_url=own_redis.url)
+    history = msgs(300)
+    await put(first, "rs", {"messages": history, "context": "kept", "namespace": "n"})
+    await first.close()
+    second = await proxy_factory(redis_url=own_redis.url)
+    got = await get(second, "rs", "namespace=n&recent_messages_limit=7")
+    assert (got["messages"], got["context"]) == (history[-7:], "kept")
+    assert (await get(second, "rs", "namespace=n"))["messages"] == history
+    await put(second, "rs", {"messages": history + [msg(300)], "namespace": "n"})
+    assert (await get(second, "rs", "namespace=n"))["messages"][-2:] == history[-1:] + [msg(300)]
+
+
+@pytest.mark.parametrize("scope", ["", "namespace=ns-imp&user_id=u-imp"])
+async def test_upstream_session_is_imported_once(
+        scope: str, proxy_factory: ProxyFactory, direct: Any, own_redis: Service,
+        own_client: aioredis.Redis) -> None:
+    sid = f"imp-{uuid.uuid4().hex[:8]}"
+    scope_body = dict(p.split("=") for p in scope.split("&")) if scope else {}
+    scope_body = {"namespace": scope_body.get("namespace"), "user_id": scope_body.get("user_id")}
+    body = {"messages": msgs(40), "context": "from before", "data": {"a": 1}, **scope_body}
+    resp = await direct.put(f"{WM}{sid}", data=orjson.dumps(body),
+                            headers={"Content-Type": "application/json"})
+    assert resp.status == 200, await resp.text()
+    upstream_view = orjson.loads(await (await direct.get(f"{WM}{sid}?{scope}")).read())
+
+    proxy = await proxy_factory(redis_url=own_redis.url)
+    ours = await get(proxy, sid, scope)
+    assert ours == upstream_view
+    assert (await get(proxy, sid, scope + "&recent_messages_limit=3"))["messages"] == msgs(40)[-3:]
+    resp = await direct.get(f"{WM}{sid}?{scope}")
+    assert resp.status == 404, "the upstream copy should be gone after the import"
+    resp.release()
+    # From now on the proxy answers alone: a new upstream copy is not imported over it.
+    resp = await direct.put(f"{WM}{sid}", data=orjson.dumps({**body, "messages": msgs(2)}),
+                            headers={"Content-Type": "application/json"})
+    resp.release()
+    cold = await proxy_factory(redis_url=own_redis.url)
+    assert (await get(cold, sid, scope))["messages"] == msgs(40)
+    await put(cold, sid, {**body, "messages": msgs(41)})
+    assert (await get(proxy, sid, scope))["messages"] == msgs(41)
+    (await direct.delete(f"{WM}{sid}?{scope}")).release()
+
+
+async def test_missing_session_is_404_in_both(proxy_factory: ProxyFactory, direct: Any,
+                                              own_redis: Service) -> None:
+    proxy = await proxy_factory(redis_url=own_redis.url)
+    sid = f"none-{uuid.uuid4().hex[:8]}"
+    ours, theirs = await proxy.get(f"{WM}{sid}"), await direct.get(f"{WM}{sid}")
+    assert ours.status == theirs.status == 404
+    assert await ours.read() == await theirs.read()
