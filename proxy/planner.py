@@ -50,16 +50,21 @@ class Plan:
         return replace(self, write=write, prefix_count=0, raw_prefix=[])
 
 
-def _stored_prefix(meta: Meta | None, inner: memoryview, count: int) -> int:
-    """How many stored messages the body repeats byte for byte at its start."""
-    if meta is None or not meta.input_digest or meta.count > count:
-        return 0
-    length = meta.input_length
-    if length > len(inner) or (length < len(inner) and inner[length] != COMMA):
-        return 0
-    if meta.count and _hash(inner[:length]) != meta.input_digest:
-        return 0
-    return meta.count
+def _stored_prefix(meta: Meta | None, inner: memoryview, count: int) -> tuple[int, bytes]:
+    """How many stored messages the body repeats byte for byte at its start, and the
+    digest of all of ``inner``: one hashing pass serves both (the prefix digest is a
+    copy of the running hash taken on the way)."""
+    running = hashlib.sha256()
+    prefix = 0
+    if meta is not None and meta.input_digest and meta.count <= count:
+        length = meta.input_length
+        if length == len(inner) or (length < len(inner) and inner[length] == COMMA):
+            running.update(inner[:length])
+            if not meta.count or running.copy().digest() == meta.input_digest:
+                prefix = meta.count
+            inner = inner[length:]
+    running.update(inner)
+    return prefix, running.digest()
 
 
 def plan_put(keys: SessionKeys, session_id: str, body: codec.PutBody,
@@ -67,7 +72,7 @@ def plan_put(keys: SessionKeys, session_id: str, body: codec.PutBody,
     meta = tail.meta if tail else None
     dumped = orjson.dumps(body.messages)
     inner = memoryview(dumped)[1:-1]
-    prefix = _stored_prefix(meta, inner, len(body.messages))
+    prefix, digest = _stored_prefix(meta, inner, len(body.messages))
     new_raw = body.messages[prefix:]
     encoded = codec.encode_messages(new_raw, now)
     base = meta if prefix else None
@@ -77,7 +82,7 @@ def plan_put(keys: SessionKeys, session_id: str, body: codec.PutBody,
     replayable = all(type(m) is dict and "id" in m for m in new_raw) and all(
         m.had_created_at for m in encoded)
     plan = _build(keys, session_id, body, meta, base, encoded, now)
-    plan.write.meta.input_digest = _hash(inner) if replayable else b""
+    plan.write.meta.input_digest = digest if replayable else b""
     plan.write.meta.input_length = len(inner)
     plan.write.meta.input_canonical = canonical
     plan.prefix_count = prefix
