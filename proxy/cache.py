@@ -56,6 +56,8 @@ class SessionTail:
 
     def messages_from(self, first: int) -> list[bytes]:
         """Messages ``first`` .. the end as separate bytes (``first`` must be covered)."""
+        if first >= self.count:
+            return []
         blob, base, offsets = self.blob, self.base, self.offsets
         ends = [o - base - 1 for o in offsets[first - self.start + 1:]] + [len(blob)]
         return [blob[o - base:end] for o, end in zip(offsets[first - self.start:], ends,
