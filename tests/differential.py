@@ -74,8 +74,10 @@ class Sides:
     async def one(self, side: str, method: str, path: str, body: bytes | str | None = None,
                   content_type: str | None = "application/json") -> Reply:
         url = self.fill(side, path)
-        data = None if body is None else self.fill(
-            side, body if isinstance(body, str) else body.decode()).encode()
+        token = self.tokens[side].encode()
+        raw = body.encode() if isinstance(body, str) else body
+        data = None if raw is None else raw.replace(b"SIDE", token).replace(
+            b"EDIS", token.upper())
         headers = {"Content-Type": content_type} if content_type else {}
         kwargs: dict[str, Any] = {"data": data, "headers": headers, "allow_redirects": False,
                                   "skip_auto_headers": ("Content-Type",)}
