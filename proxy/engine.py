@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from weakref import WeakValueDictionary
 
+import orjson
 from multidict import CIMultiDict
 
 from proxy import codec
@@ -55,7 +56,7 @@ class Answer:
 
 
 def not_found(session_id: str) -> Answer:
-    return Answer(404, b'{"detail":' + codec.orjson.dumps(f"Session {session_id} not found")
+    return Answer(404, b'{"detail":' + orjson.dumps(f"Session {session_id} not found")
                   + b"}")
 
 
@@ -142,21 +143,22 @@ class Engine:
                     q: codec.Query, now: datetime
                     ) -> tuple[Plan, SessionTail | None, bytes] | None:
         """Plan the PUT and build its echo; None when it must go to the upstream."""
-        for _ in range(MAX_REPLANS):
-            tail = await self._tail_for_write(keys)
-            try:
-                plan = plan_put(keys, session_id, body, tail, now)
-            except codec.Unsupported:
-                return None
-            if plan.tokens_total > codec.summarization_threshold(q) and body.messages:
-                return None  # the upstream would summarize (or fail without an LLM)
-            if plan.echo is not None or tail is None:
-                return plan, tail, plan.echo or _array(b"", plan.write.messages)
-            head = await self._stored_head(tail, plan.prefix_count)
-            if head is not None:
-                return plan, tail, _array(head, plan.write.messages)
-            self.cache.drop(keys.logical)  # the session moved since it was cached
-        raise ProxyError("session kept changing under this write")
+        tail = await self._tail_for_write(keys)
+        try:
+            plan = plan_put(keys, session_id, body, tail, now)
+        except codec.Unsupported:
+            return None
+        if plan.tokens_total > codec.summarization_threshold(q) and body.messages:
+            return None  # the upstream would summarize (or fail without an LLM)
+        if plan.echo is not None or tail is None:
+            return plan, tail, plan.echo or _array(b"", plan.write.messages)
+        head = await self._stored_head(tail, plan.prefix_count)
+        if head is None:
+            # The session moved since it was cached: write this PUT whole instead.
+            self.cache.drop(keys.logical)
+            plan = plan.as_rewrite()
+            return plan, None, _array(b"", plan.write.messages)
+        return plan, tail, _array(head, plan.write.messages)
 
     async def _stored_head(self, tail: SessionTail, keep: int) -> bytes | None:
         """The first ``keep`` stored messages, comma-joined, caching the whole session
@@ -184,7 +186,7 @@ class Engine:
         self._seq += 1
         seq = self._latest[entry.keys.logical] = self._seq
         entry.pending += 1
-        self._remember(entry, plan, plan.write.expected_version + 1)
+        self._remember(entry, plan, (plan.write.expected_version or 0) + 1)
         spawn(self._land(plan, entry, seq, done), name=f"land:{entry.keys.logical}")
 
     async def _land(self, plan: Plan, entry: SessionTail, seq: int,
@@ -212,11 +214,12 @@ class Engine:
             done = await self.flusher.submit(write)
             try:
                 return await done, plan
-            except Conflict as conflict:
+            except Conflict:
                 # Someone else wrote the session: this PUT replaces it whole (last writer
-                # wins, as upstream), planned against the version now current.
-                write = replace(plan_rewrite_again(plan).write,
-                                expected_version=conflict.current_version)
+                # wins, as upstream). A whole rewrite depends on nothing stored, so it
+                # goes unconditionally: atomic, and it cannot be starved by other writers.
+                plan = plan_rewrite_again(plan)
+                write = replace(plan.write, expected_version=None)
                 plan = replace(plan, write=write)
         raise ProxyError("session kept changing under this write")
 
@@ -328,7 +331,7 @@ class Engine:
             raise HandOff from None
         ids, total = await self.store.list_sessions(q.namespace, q.user_id, q.limit, q.offset,
                                                     self.clock())
-        return Answer(200, codec.orjson.dumps({"sessions": ids, "total": total}))
+        return Answer(200, orjson.dumps({"sessions": ids, "total": total}))
 
 
 def _array(head: bytes, new: list[bytes]) -> bytes:

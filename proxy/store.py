@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import array
 from dataclasses import dataclass, field
+from typing import cast
 
 import orjson
 import redis.asyncio as aioredis
@@ -88,7 +89,7 @@ class Write:
 
     keys: SessionKeys
     rewrite: bool  # replace all messages, else append
-    expected_version: int
+    expected_version: int | None  # None: unconditional (a whole rewrite needs no base)
     meta: Meta
     messages: list[bytes]
     tokens: list[int]
@@ -122,7 +123,8 @@ class Store:
         return SessionKeys.build(self.prefix, logical)
 
     async def meta(self, keys: SessionKeys) -> Meta | None:
-        return Meta.from_hash(await self.redis.hgetall(keys.meta))
+        raw = cast(dict[bytes, bytes], await self.redis.hgetall(keys.meta))
+        return Meta.from_hash(raw)
 
     async def snapshot(self, keys: SessionKeys, tail: int | None) -> Snapshot | None:
         """Meta plus the last ``tail`` messages (all when None), read atomically."""
@@ -138,32 +140,32 @@ class Store:
         meta = Meta.from_hash(raw[0])
         if meta is None:
             return None
-        msgs: list[bytes] = raw[1] if len(raw) > 1 else []
-        toks = unpack_tokens(raw[2] or b"") if len(raw) > 2 else array.array("I")
+        msgs = cast(list[bytes], raw[1]) if len(raw) > 1 else []
+        toks = unpack_tokens(cast(bytes, raw[2] or b"")) if len(raw) > 2 else array.array("I")
         return Snapshot(meta, meta.count - len(msgs), msgs, toks)
 
     async def messages(self, keys: SessionKeys, start: int, stop: int) -> list[bytes]:
         """Messages ``start`` .. ``stop - 1``."""
         if stop <= start:
             return []
-        result: list[bytes] = await self.redis.lrange(keys.messages, start, stop - 1)
-        return result
+        return cast(list[bytes], await self.redis.lrange(keys.messages, start, stop - 1))
 
     async def tokens(self, keys: SessionKeys, start: int, stop: int) -> array.array[int]:
         if stop <= start:
             return array.array("I")
         raw = await self.redis.getrange(keys.tokens, start * TOKEN, stop * TOKEN - 1)
-        return unpack_tokens(raw)
+        return unpack_tokens(cast(bytes, raw))
 
     def queue_write(self, pipe: Pipeline, write: Write) -> int:
         """Add ``write`` to a pipeline; returns how many replies it will produce."""
         ttl = "" if write.ttl_seconds is None else str(write.ttl_seconds)
         fields = write.meta.fields()
-        args = [write.expected_version, ttl, pack_tokens(write.tokens), len(fields) // 2,
+        expected = "*" if write.expected_version is None else write.expected_version
+        args = [expected, ttl, pack_tokens(write.tokens), len(fields) // 2,
                 *fields, *write.messages]
         script = self._rewrite if write.rewrite else self._append
         # Registered with the pipeline, the script is loaded (SCRIPT LOAD) before EVALSHA.
-        pipe.scripts.add(script)
+        pipe.scripts.add(script)  # type: ignore[arg-type]  # AsyncScript, as pipelines expect
         pipe.evalsha(script.sha, 3, *write.keys.all(), *args)
         count = 1  # the script; the rest is index upkeep
         member = write.meta.index_member
@@ -196,13 +198,13 @@ class Store:
                             limit: int, offset: int, now: float) -> tuple[list[str], int]:
         """Session ids in last-write order, filtered like the upstream's tag search."""
         await self._drop_expired(now)
-        members = await self.redis.zrange(self.index_key, 0, -1)
+        members = cast(list[bytes], await self.redis.zrange(self.index_key, 0, -1))
         matched = [m for m in map(orjson.loads, members)
                    if _tag_match(m[0], namespace) and _tag_match(m[1], user_id)]
         return [m[2] for m in matched[offset:offset + limit]], len(matched)
 
     async def _drop_expired(self, now: float) -> None:
-        due = await self.redis.zrangebyscore(self.expiry_key, "-inf", now)
+        due = cast(list[bytes], await self.redis.zrangebyscore(self.expiry_key, "-inf", now))
         for member in due:
             _ns, _uid, sid = orjson.loads(member)
             keys = self.keys(logical_key(sid, _ns, _uid))
