@@ -19,12 +19,14 @@ else (no session, an upstream error, a session the proxy does not hold, a compre
 unexpected answer) is the upstream's answer unchanged.
 
 Cost: a prompt naming a session costs one upstream round trip (as before) plus one session
-read here, run side by side, and a re-encoding of the message list.
+read here, run side by side, and a re-encoding of the message list. Prompt bodies are read
+whole (bounded by ``max_body_bytes``) instead of streamed, so that the session can be seen.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 from typing import Any
 
 import aiohttp
@@ -41,7 +43,7 @@ from proxy.upstream import HOP_BY_HOP, forward_headers
 
 SUMMARY = "## A summary of the conversation so far:\n"
 LONG_TERM = "## Long term memories related to the user's query\n"
-DROPPED_HEADERS = HOP_BY_HOP | {"content-length", "date", "server"}
+DROPPED_HEADERS = HOP_BY_HOP | {"date", "server"}
 
 
 def text_message(role: str, text: str) -> dict[str, Any]:
@@ -140,7 +142,7 @@ async def call_upstream(request: web.Request, raw: bytes) -> tuple[int, CIMultiD
     upstream = request.app[UPSTREAM]
     try:
         async with upstream.session.request(
-            request.method, upstream.url_for(request.raw_path), data=raw,
+            request.method, upstream.url_for(request.raw_path), data=io.BytesIO(raw),
             headers=forward_headers(request), allow_redirects=False,
             skip_auto_headers=("Content-Type",), compress=None,
         ) as resp:
@@ -152,7 +154,10 @@ async def call_upstream(request: web.Request, raw: bytes) -> tuple[int, CIMultiD
 
 
 def respond(status: int, headers: CIMultiDict[str], body: bytes) -> web.Response:
+    """The upstream's answer, headers in their order (a new body gets a new length)."""
     kept = CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in DROPPED_HEADERS)
+    if "content-length" in kept:
+        kept["content-length"] = str(len(body))
     return web.Response(status=status, headers=kept, body=body)
 
 
