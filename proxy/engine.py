@@ -71,6 +71,7 @@ class Engine:
         self.clock = clock
         self._locks: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
         self._latest: dict[str, int] = {}  # newest local write per session (buffered mode)
+        self._landing: dict[str, set[asyncio.Task[None]]] = {}  # buffered writes in flight
         self._seq = 0
         self.max_body_bytes = 0  # for error messages; set by the app
 
@@ -187,7 +188,25 @@ class Engine:
         seq = self._latest[entry.keys.logical] = self._seq
         entry.pending += 1
         self._remember(entry, plan, (plan.write.expected_version or 0) + 1)
-        spawn(self._land(plan, entry, seq, done), name=f"land:{entry.keys.logical}")
+        logical = entry.keys.logical
+        task = spawn(self._land(plan, entry, seq, done), name=f"land:{logical}")
+        landing = self._landing.setdefault(logical, set())
+        landing.add(task)
+        task.add_done_callback(lambda t: self._landed(logical, t))
+
+    def _landed(self, logical: str, task: asyncio.Task[None]) -> None:
+        landing = self._landing.get(logical)
+        if landing is not None:
+            landing.discard(task)
+            if not landing:
+                del self._landing[logical]
+
+    async def _settle(self, logical: str) -> None:
+        """Wait until this session's acknowledged buffered writes have landed (or failed),
+        so that a DELETE cannot be overtaken and undone by one of them."""
+        landing = self._landing.get(logical)
+        if landing:
+            await asyncio.gather(*landing, return_exceptions=True)
 
     async def _land(self, plan: Plan, entry: SessionTail, seq: int,
                     done: asyncio.Future[int]) -> None:
@@ -318,6 +337,7 @@ class Engine:
         q = codec.parse_query(query, "delete")
         keys = self.store.keys(logical_key(session_id, q.namespace, q.user_id))
         async with self._lock(keys.logical):
+            await self._settle(keys.logical)
             # Upstream first: if it fails, nothing changed anywhere.
             await self.handoff.delete(session_id, q.namespace, q.user_id)
             self.cache.drop(keys.logical)
