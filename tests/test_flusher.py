@@ -116,3 +116,20 @@ async def test_redis_down_gives_503_json(mode: str, proxy_factory: ProxyFactory)
         assert resp.status == 503, await resp.text()
         assert resp.content_type == "application/json"
         assert (await resp.json())["detail"] == "redis unavailable"
+
+
+async def test_buffered_delete_is_not_undone_by_a_write_still_queued(
+        proxy_factory: ProxyFactory, redis_client: aioredis.Redis) -> None:
+    proxy = await proxy_factory(ack_mode="buffered")
+    assert (await put(proxy, "bd", {"messages": msgs(2)}))[0] == 200
+    await asyncio.sleep(0.1)
+    await redis_client.execute_command("CLIENT", "PAUSE", "300", "WRITE")
+    # The flusher is stuck on this one's pipeline while the next write waits in its queue.
+    assert (await put(proxy, "bd-other", {"messages": msgs(1)}))[0] == 200
+    await asyncio.sleep(0.02)
+    assert (await put(proxy, "bd", {"messages": msgs(3)}))[0] == 200
+    resp = await proxy.delete(WM + "bd")
+    assert resp.status == 200
+    await asyncio.sleep(0.5)
+    assert (await proxy.get(WM + "bd")).status == 404
+    assert await redis_client.exists(*SessionKeys.build("amp", "bd").all()) == 0
