@@ -57,9 +57,9 @@ MODEL_WINDOWS: dict[str, int] = {
 
 # Pydantic's lax int from a string: surrounding Unicode whitespace (Rust's
 # ``char::is_whitespace``) is ignored, single "_" may separate digits, and a fraction of
-# zeros is allowed. Bounded so float arithmetic stays exact; longer numbers are left to
-# the upstream.
-_LAX_INT = re.compile(r"[+-]?[0-9](?:_?[0-9]){0,14}(?:\.0+)?")
+# zeros is allowed. Big values are fine: window.py repeats the upstream's own int and
+# float expressions. Bounded below float overflow (1e308), where the upstream fails.
+_LAX_INT = re.compile(r"[+-]?[0-9](?:_?[0-9]){0,299}(?:\.0+)?")
 _WHITESPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005" \
     "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 
