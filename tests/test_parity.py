@@ -222,7 +222,9 @@ async def test_repeated_and_lax_params(sides: Sides) -> None:
                "context_window_max=+3", "context_window_max=2.0", "context_window_max=1.0",
                "context_window_max=-0", "recent_messages_limit=+2",
                "namespace=SIDE-n&namespace=", "namespace=&namespace=SIDE-n",
-               "model_name=gpt-5&model_name=gpt-4"):
+               "model_name=gpt-5&model_name=gpt-4", "context_window_max=99999999999999999999",
+               "recent_messages_limit=1000000000000000000", "context_window_max=%201_0%20",
+               "model_name=gpt-4&context_window_max=9999999999999999"):
         await sides.same("GET", WM + "SIDE-p?namespace=SIDE-n&" + qs)
     await sides.same("PUT", WM + "SIDE-p2?model_name=gpt-4&user_id=x&namespace=y",
                      j({"messages": FOUR}))
