@@ -77,6 +77,10 @@ async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
                     buffered=settings.ack_mode == "buffered")
     engine.max_body_bytes = settings.max_body_bytes
     app[ENGINE] = engine
+    try:
+        await store.load_scripts()
+    except (RedisError, OSError) as exc:  # start anyway; /-/readyz tells, the flusher retries
+        log.warning("redis not reachable at start-up: %r", exc)
     flusher.start()
     log.info("working-memory engine on %s (ack mode %s)", settings.redis_url, settings.ack_mode)
     yield

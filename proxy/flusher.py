@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from proxy.errors import Overloaded, StoreUnavailable
 from proxy.store import Store, Write
@@ -89,18 +89,29 @@ class Flusher:
             finally:
                 self._busy = False
 
-    async def _flush(self, batch: list[_Pending]) -> None:
+    async def _flush(self, batch: list[_Pending], retry: bool = True) -> None:
         redis: aioredis.Redis = self.store.redis
         try:
+            if not self.store.scripts_loaded:
+                await self.store.load_scripts()
             async with redis.pipeline(transaction=False) as pipe:
                 counts = [self.store.queue_write(pipe, item.write) for item in batch]
                 replies = await pipe.execute(raise_on_error=False)
-        except (RedisError, OSError) as exc:
-            log.error("flush of %d writes failed: %r", len(batch), exc)
+        except Exception as exc:  # noqa: BLE001 - whatever broke, fail this batch, keep flushing
+            level = logging.ERROR if isinstance(exc, RedisError | OSError) else logging.CRITICAL
+            log.log(level, "flush of %d writes failed: %r", len(batch), exc)
             for item in batch:
                 if not item.done.done():
                     item.done.set_exception(StoreUnavailable("redis unavailable"))
             return
+        starts = [sum(counts[:i]) for i in range(len(batch))]
+        lost = [item for item, at in zip(batch, starts, strict=True)
+                if isinstance(replies[at], NoScriptError)]
+        if lost and retry:
+            # Redis restarted and forgot the scripts; an EVALSHA refused ran nothing.
+            self.store.scripts_loaded = False
+            log.warning("redis lost the write scripts; reloading")
+            await self._flush(lost, retry=False)
         self.batches += 1
         self.writes += len(batch)
         position = 0

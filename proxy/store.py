@@ -118,6 +118,7 @@ class Store:
         self._append = redis.register_script(scripts.APPEND)
         self._rewrite = redis.register_script(scripts.REWRITE)
         self._delete = redis.register_script(scripts.DELETE)
+        self.scripts_loaded = False
 
     def keys(self, logical: str) -> SessionKeys:
         return SessionKeys.build(self.prefix, logical)
@@ -156,6 +157,12 @@ class Store:
         raw = await self.redis.getrange(keys.tokens, start * TOKEN, stop * TOKEN - 1)
         return unpack_tokens(cast(bytes, raw))
 
+    async def load_scripts(self) -> None:
+        """SCRIPT LOAD the write scripts (again after a Redis restart lost them)."""
+        for script in (self._append, self._rewrite, self._delete):
+            await self.redis.script_load(script.script)
+        self.scripts_loaded = True
+
     def queue_write(self, pipe: Pipeline, write: Write) -> int:
         """Add ``write`` to a pipeline; returns how many replies it will produce."""
         ttl = "" if write.ttl_seconds is None else str(write.ttl_seconds)
@@ -164,8 +171,7 @@ class Store:
         args = [expected, ttl, pack_tokens(write.tokens), len(fields) // 2,
                 *fields, *write.messages]
         script = self._rewrite if write.rewrite else self._append
-        # Registered with the pipeline, the script is loaded (SCRIPT LOAD) before EVALSHA.
-        pipe.scripts.add(script)  # type: ignore[arg-type]  # AsyncScript, as pipelines expect
+        # EVALSHA alone: scripts are loaded once (load_scripts), not checked per pipeline.
         pipe.evalsha(script.sha, 3, *write.keys.all(), *args)
         count = 1  # the script; the rest is index upkeep
         member = write.meta.index_member

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from aiohttp.test_utils import TestClient
-
 import redis.asyncio as aioredis
+from aiohttp.test_utils import TestClient
 
 URL = "/v1/working-memory/{}/messages"
 
