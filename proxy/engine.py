@@ -120,7 +120,10 @@ class Engine:
                             query_string: str) -> Answer:
         answer = await self.handoff.put(session_id, raw, content_type, query_string)
         if answer.status == 200:
-            body, encoded = codec.ingest_upstream_put_response(answer.body)
+            try:
+                body, encoded = codec.ingest_upstream_put_response(answer.body)
+            except codec.Unsupported:
+                return await self._leave_upstream(session_id, raw, content_type, query_string)
             keys = self.store.keys(logical_key(session_id, body.namespace, body.user_id))
             async with self._lock(keys.logical):
                 tail = await self._tail_for_write(keys)
@@ -130,6 +133,24 @@ class Engine:
                               if k.lower() in ("x-deprecation-warning",))
         return Answer(answer.status, answer.body, headers,
                       answer.headers.get("content-type", "application/json"))
+
+    async def _leave_upstream(self, session_id: str, raw: bytes, content_type: str | None,
+                              query_string: str) -> Answer:
+        """A session the upstream accepts but the proxy cannot reproduce byte for byte
+        (say, integers beyond 64 bits in ``data``) lives in the upstream: PUT it there
+        under its own id, and drop any copy here so reads fall through to it."""
+        answer = await self.handoff.put(session_id, raw, content_type, query_string,
+                                        scratch=False)
+        scope = orjson.loads(raw) if answer.status == 200 else {}
+        keys = self.store.keys(logical_key(session_id, scope.get("namespace"),
+                                           scope.get("user_id")))
+        async with self._lock(keys.logical):
+            self.cache.drop(keys.logical)
+            await self.store.delete(keys)
+        log.info("session %s kept in the upstream (not representable here)", session_id)
+        return Answer(answer.status, answer.body, CIMultiDict(
+            (k, v) for k, v in answer.headers.items() if k.lower() == "x-deprecation-warning"),
+            answer.headers.get("content-type", "application/json"))
 
     async def _forget_upstream_copy(self, session_id: str, namespace: str | None,
                                     user_id: str | None) -> None:

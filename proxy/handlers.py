@@ -40,7 +40,15 @@ async def list_sessions(request: web.Request) -> web.StreamResponse:
         return await request.app[UPSTREAM].forward(request)
 
 
+def _encoded_slash(request: web.Request) -> bool:
+    """The upstream's router never matches an id holding %2F (404 Not Found); aiohttp's
+    would, so such requests go to the upstream for its own answer."""
+    return "%2f" in request.raw_path.partition("?")[0].lower()
+
+
 async def get_session(request: web.Request) -> web.StreamResponse:
+    if _encoded_slash(request):
+        return await request.app[UPSTREAM].forward(request)
     try:
         answer = await request.app[ENGINE].get(request.match_info["session_id"], request.query)
     except HandOff:
@@ -49,14 +57,19 @@ async def get_session(request: web.Request) -> web.StreamResponse:
 
 
 async def put_session(request: web.Request) -> web.StreamResponse:
+    if _encoded_slash(request):
+        return await request.app[UPSTREAM].forward(request)
     raw = await read_body(request)
+    # The raw (still percent-encoded) query goes on to the upstream when handed off.
     answer = await request.app[ENGINE].put(
         request.match_info["session_id"], raw, request.headers.get("Content-Type"),
-        request.query, request.query_string)
+        request.query, request.rel_url.raw_query_string)
     return respond(answer)
 
 
 async def delete_session(request: web.Request) -> web.StreamResponse:
+    if _encoded_slash(request):
+        return await request.app[UPSTREAM].forward(request)
     answer = await request.app[ENGINE].delete(request.match_info["session_id"], request.query)
     return respond(answer)
 

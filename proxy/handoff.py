@@ -65,19 +65,24 @@ class Handoff:
             raise UpstreamError(f"upstream unreachable: {exc.__class__.__name__}") from exc
 
     async def put(self, session_id: str, body: bytes, content_type: str | None,
-                  query_string: str) -> UpstreamAnswer:
-        """PUT ``body`` under a scratch id; the answer reads as if made for ``session_id``."""
-        scratch = SCRATCH_PREFIX + uuid.uuid4().hex
+                  query_string: str, scratch: bool = True) -> UpstreamAnswer:
+        """PUT ``body`` under a scratch id; the answer reads as if made for ``session_id``.
+        With ``scratch=False`` the upstream stores it under ``session_id`` itself."""
+        if not scratch:
+            headers = {"Content-Type": content_type} if content_type else {}
+            path = _path(session_id) + ("?" + query_string if query_string else "")
+            return await self._call("PUT", path, body, headers)
+        scratch_id = SCRATCH_PREFIX + uuid.uuid4().hex
         headers = {"Content-Type": content_type} if content_type else {}
-        path = _path(scratch) + ("?" + query_string if query_string else "")
+        path = _path(scratch_id) + ("?" + query_string if query_string else "")
         try:
             answer = await self._call("PUT", path, body, headers)
         finally:
             # Even a 500 can leave a stored document behind (contract §4.6).
-            await asyncio.shield(self._drop_scratch(scratch, body))
+            await asyncio.shield(self._drop_scratch(scratch_id, body))
         if answer.status == 200:
             answer.body = answer.body.replace(
-                b'"session_id":' + orjson.dumps(scratch),
+                b'"session_id":' + orjson.dumps(scratch_id),
                 b'"session_id":' + orjson.dumps(session_id), 1)
             answer.headers.popall("content-length", None)
         return answer

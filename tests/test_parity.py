@@ -268,9 +268,6 @@ async def test_put_then_get_shapes(sides: Sides, body: dict[str, Any] | str) -> 
     await sides.same("GET", WM + "SIDE-shape?recent_messages_limit=5&" + qs)
 
 
-@pytest.mark.xfail(strict=True, reason="engine._put_upstream: codec.ingest_upstream_put_response "
-                   "raises Unsupported for integers beyond 64 bits; unhandled, it becomes "
-                   "aiohttp's own 500 after the upstream accepted the PUT")
 async def test_integers_beyond_64_bits_in_data(sides: Sides) -> None:
     raw = '{"data": {"big": 1180591620717411303424, "u64": 18446744073709551615}}'
     await sides.same("PUT", WM + "SIDE-bigint", raw)
@@ -388,16 +385,11 @@ async def test_handed_off_success_is_stored_only_in_the_proxy(
     assert await redis_client.keys("amp:*")
 
 
-@pytest.mark.xfail(strict=True, reason="aiohttp routes an encoded slash to /{session_id} "
-                   "(handlers.py); the upstream's router never matches it: 404 Not Found")
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
 async def test_encoded_slash_never_matches(sides: Sides, method: str) -> None:
     await sides.same(method, WM + "SIDE%2Fslash", j({}) if method == "PUT" else None)
 
 
-@pytest.mark.xfail(strict=True, reason="handlers.put_session passes request.query_string, "
-                   "which aiohttp has percent-decoded, to the hand-off; the upstream then "
-                   "sees a different (or malformed) query: uvicorn's 400")
 @pytest.mark.parametrize("qs", ["context_window_max=%204", "model_name=gpt%205"])
 async def test_put_query_with_encoded_characters(sides: Sides, qs: str) -> None:
     await sides.same("PUT", WM + "SIDE-enc?" + qs, b'{"messages": "x"}')
