@@ -29,6 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from load.alone import alone_section, sample_alone
 from load.locustrun import LocustRow, run_locust
 from load.profile import Profile, profile_proxy
 from load.report import Meta, plot, write_markdown
@@ -50,13 +51,15 @@ class Mode:
     plan: SizePlan
     locust_seconds: int
     profile_seconds: int
+    alone_samples: int
 
 
 FULL = Mode("full", SizePlan((10, 100, 1_000, 4_000, 5_000, 10_000, 20_000), samples=25,
-                             budget_s=45.0), locust_seconds=30, profile_seconds=15)
+                             budget_s=45.0), locust_seconds=30, profile_seconds=15,
+            alone_samples=60)
 QUICK = Mode("quick", SizePlan((10, 100, 1_000, 4_000, 10_000), samples=10, budget_s=4.0,
                                timeout_s=30.0),
-             locust_seconds=6, profile_seconds=5)
+             locust_seconds=6, profile_seconds=5, alone_samples=20)
 
 
 class Progress:
@@ -124,6 +127,7 @@ def run(mode: Mode, out: Path, think_s: float) -> Path:
     locust_runs = len(USERS) * 3
     bar = Progress(mode.plan.units + locust_runs * mode.locust_seconds + mode.profile_seconds)
     samples: list[Sample] = []
+    alone: list[str] = []
     locust: list[LocustRow] = []
     prof: Profile | None = None
     notes: list[str] = []
@@ -135,6 +139,9 @@ def run(mode: Mode, out: Path, think_s: float) -> Path:
             except RuntimeError:
                 sys.stderr.write(f"\nproxy log tail:\n{targets.proxy.tail_log()}\n")
                 raise
+            bar.describe("c) proxy alone")
+            alone = alone_section(asyncio.run(sample_alone(targets.urls["proxy"],
+                                                           mode.alone_samples)))
             append_ok = any(s.op == "append" and s.status == 200 for s in samples)
             if not append_ok:
                 notes.append("the proxy's append endpoint did not answer 200 (working memory "
@@ -165,7 +172,7 @@ def run(mode: Mode, out: Path, think_s: float) -> Path:
     report = out / f"{stem}.md"
     write_markdown(report, meta, table, locust,
                    (mode.locust_seconds, LOCUST_SEED, LOCUST_MAX, think_s),
-                   verdicts, prof, "latency-vs-size.png")
+                   verdicts, prof, "latency-vs-size.png", alone)
     shutil.copyfile(report, out / "latest.md")
     return report
 

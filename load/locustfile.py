@@ -19,11 +19,13 @@ show latency against session size. Run, for example::
 Environment:
 
 * ``AMP_LOAD_SEED``: messages each session starts with (one bulk PUT at start), default 0,
-  so a short run can reach the large buckets.
+  so a short run can reach the large buckets. Statistics restart once every user has
+  seeded, so they show the steady loop.
 * ``AMP_LOAD_MAX``: when a session reaches this size the user starts a fresh session seeded
   with ``AMP_LOAD_SEED`` messages (named ``PUT seed``), so a run stays in one size range.
   Default 0: sessions grow without bound.
-* ``AMP_LOAD_WAIT``: seconds each user waits between iterations, default 0.
+* ``AMP_LOAD_WAIT``: mean seconds each user waits between iterations (uniformly 0.5x to
+  1.5x), default 0.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import os
 import sys
 from pathlib import Path
 
-from locust import FastHttpUser, LoadTestShape, constant, task
+from locust import FastHttpUser, LoadTestShape, between, task
 
 # Locust puts this file's own directory on sys.path; the package lives one level up.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -57,23 +59,39 @@ STEP_SECONDS = float(os.environ.get("AMP_LOAD_STEP_SECONDS", "10"))
 REQUEST_TIMEOUT = 120.0
 
 
+_users_seeded = 0
+
+
+def _seeded(user: FastHttpUser) -> None:
+    """Once every user has seeded its session, start the statistics afresh: the seeding
+    PUTs all land at once and would otherwise stand in for the steady loop's tail."""
+    global _users_seeded
+    _users_seeded += 1
+    runner = user.environment.runner
+    if SEED and runner is not None and _users_seeded == runner.target_user_count:
+        user.environment.stats.reset_all()
+
+
 class _SessionUser(FastHttpUser):
     abstract = True
-    wait_time = constant(WAIT)
+    # Jittered think time: users started together drift apart instead of arriving in
+    # lock-step bursts, as independent agents would.
+    wait_time = between(WAIT * 0.5, WAIT * 1.5)
     network_timeout = REQUEST_TIMEOUT
     connection_timeout = 10.0
 
     session_id: str
     messages: list[bytes]
 
-    def on_start(self) -> None:
-        self._new_session()
-
     def _new_session(self) -> None:
         self.session_id = new_session_id("locust")
         self.messages = history(SEED)
         if SEED:
             self._put_full(f"PUT seed [{bucket(SEED)}]")
+
+    def on_start(self) -> None:
+        self._new_session()
+        _seeded(self)
 
     def _put_full(self, name: str) -> None:
         body = put_body(self.session_id, self.messages)

@@ -132,7 +132,8 @@ def profile_section(prof: Profile | None) -> list[str]:
 
 def write_markdown(path: Path, meta: Meta, table: list[Stat], locust: list[LocustRow],
                    locust_args: tuple[int, int, int, float], verdicts: list[Verdict],
-                   prof: Profile | None, plot_name: str) -> None:
+                   prof: Profile | None, plot_name: str,
+                   alone: Sequence[str] = ()) -> None:
     lines = [f"# Benchmark: upstream vs proxy ({meta.date}, {meta.mode})", "",
              f"- commit `{meta.commit}`; machine: {meta.machine}",
              f"- wall time of the whole run: {meta.wall_s:.0f} s",
@@ -145,7 +146,7 @@ def write_markdown(path: Path, meta: Meta, table: list[Stat], locust: list[Locus
              *[f"- {n}" for n in meta.notes], "", f"![latency against session size]({plot_name})",
              ""]
     lines += verdict_section(verdicts) + size_section(table)
-    lines += locust_section(locust, *locust_args) + profile_section(prof)
+    lines += locust_section(locust, *locust_args) + list(alone) + profile_section(prof)
     path.write_text("\n".join(lines))
 
 

@@ -23,6 +23,7 @@ from proxy.errors import ProxyError
 from proxy.flusher import Flusher
 from proxy.handoff import Handoff
 from proxy.store import Store
+from proxy.tokens import count_text
 from proxy.upstream import Upstream, make_client_session
 
 log = logging.getLogger("proxy.app")
@@ -77,6 +78,7 @@ async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
                     buffered=settings.ack_mode == "buffered")
     engine.max_body_bytes = settings.max_body_bytes
     app[ENGINE] = engine
+    count_text("warm-up")  # load the encoding (~0.2 s) now, not in the first PUT
     try:
         await store.load_scripts()
     except (RedisError, OSError) as exc:  # start anyway; /-/readyz tells, the flusher retries

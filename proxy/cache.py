@@ -25,7 +25,8 @@ class SessionTail:
     keys: SessionKeys
     meta: Meta
     start: int = 0  # session index of the first cached message
-    blob: bytes = b""
+    # Growable in place: an append costs its own bytes, not a copy of the session.
+    blob: bytearray = field(default_factory=bytearray)
     base: int = 0  # offset in the original stream where blob[0] sits
     offsets: array.array[int] = field(default_factory=lambda: array.array("Q"))
     tokens: array.array[int] = field(default_factory=lambda: array.array("I"))
@@ -45,14 +46,17 @@ class SessionTail:
         """Comma-joined messages ``first`` .. the end (``first`` must be covered)."""
         if first >= self.count:
             return b""
-        return self.blob[self.offsets[first - self.start] - self.base:]
+        return self._slice(self.offsets[first - self.start] - self.base, len(self.blob))
+
+    def _slice(self, start: int, stop: int) -> bytes:
+        return bytes(memoryview(self.blob)[start:stop])  # one copy, as bytes
 
     def joined_range(self, first: int, stop: int) -> bytes:
         """Comma-joined messages ``first`` .. ``stop - 1`` (both covered)."""
         if stop >= self.count:
             return self.joined(first)
         start = self.offsets[first - self.start] - self.base
-        return self.blob[start:self.offsets[stop - self.start] - self.base - 1]
+        return self._slice(start, self.offsets[stop - self.start] - self.base - 1)
 
     def messages_from(self, first: int) -> list[bytes]:
         """Messages ``first`` .. the end as separate bytes (``first`` must be covered)."""
@@ -60,8 +64,8 @@ class SessionTail:
             return []
         blob, base, offsets = self.blob, self.base, self.offsets
         ends = [o - base - 1 for o in offsets[first - self.start + 1:]] + [len(blob)]
-        return [blob[o - base:end] for o, end in zip(offsets[first - self.start:], ends,
-                                                     strict=True)]
+        return [self._slice(o - base, end) for o, end in zip(offsets[first - self.start:], ends,
+                                                             strict=True)]
 
     def tokens_from(self, first: int) -> array.array[int]:
         return self.tokens[first - self.start:]
@@ -74,9 +78,8 @@ class SessionTail:
         joined = b",".join(messages)
         if self.blob:
             position += 1
-            self.blob += b"," + joined
-        else:
-            self.blob = joined
+            self.blob += b","
+        self.blob += joined
         for message in messages:
             self.offsets.append(position)
             position += len(message) + 1
@@ -85,7 +88,7 @@ class SessionTail:
 
     def reset(self, first: int, messages: list[bytes], tokens: list[int], cap: int) -> None:
         """Replace the cached run with ``messages``, which start at session index ``first``."""
-        self.start, self.blob, self.base = first, b"", 0
+        self.start, self.blob, self.base = first, bytearray(), 0
         self.offsets = array.array("Q")
         self.tokens = array.array("I")
         self.extend(messages, tokens, cap)
@@ -98,7 +101,7 @@ class SessionTail:
         if excess <= 0 or (excess < cap // 10 and len(self.offsets) < 2 * cap):
             return
         cut = self.offsets[excess]
-        self.blob = self.blob[cut - self.base:]
+        del self.blob[:cut - self.base]
         self.base = cut
         del self.offsets[:excess]
         del self.tokens[:excess]
