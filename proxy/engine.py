@@ -208,7 +208,7 @@ class Engine:
         self._seq += 1
         seq = self._latest[entry.keys.logical] = self._seq
         entry.pending += 1
-        self._remember(entry, plan, (plan.write.expected_version or 0) + 1)
+        self._remember(entry, plan, plan.write.predicted_version())
         logical = entry.keys.logical
         task = spawn(self._land(plan, entry, seq, done), name=f"land:{logical}")
         landing = self._landing.setdefault(logical, set())

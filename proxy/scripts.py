@@ -5,15 +5,17 @@ proxy or several end as some serial order of them: a write planned against a ver
 that is no longer current is refused and re-planned by its owner.
 
 A version never repeats for one key, even across DELETE or expiry: a session is created
-at version TIME (the Redis server's clock in µs) and each write adds one. Were it to
-restart at 1, a proxy caching the old session at version n would take a new session
-that reached n for its own, and serve or append to the wrong messages. (Writes to one
-session take more than a microsecond each, so a session never counts past the clock.)
+at the version its writer proposes, the writer's clock in µs, and each write adds one.
+Were it to restart at 1, a proxy caching the old session at version n would take a new
+session that reached n for its own, and serve or append to the wrong messages. (Writes
+to one session take more than a microsecond each, so a session never counts past the
+clock.) The writer choosing it lets a buffered proxy know the version before it lands.
 
 Common arguments: KEYS = meta, messages, tokens. ARGV[1] = expected version ("0" for a
-session that must not exist yet), ARGV[2] = ttl ("" keeps any TTL, like the upstream's
-JSON.SET), ARGV[3] = packed token counts, ARGV[4] = number F of meta field pairs,
-ARGV[5 .. 4+2F] = meta fields, then the messages.
+session that must not exist yet, "*" for any), ARGV[2] = ttl ("" keeps any TTL, like the
+upstream's JSON.SET), ARGV[3] = packed token counts, ARGV[4] = number F of meta field
+pairs, ARGV[5] = the version to create the session at, ARGV[6 .. 5+2F] = meta fields,
+then the messages.
 """
 
 from __future__ import annotations
@@ -22,13 +24,10 @@ _PRELUDE = """
 local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
 if ARGV[1] ~= '*' and v ~= tonumber(ARGV[1]) then return {0, v} end
 local nf = tonumber(ARGV[4])
-local first = 5 + 2 * nf
+local first = 6 + 2 * nf
 local pttl = redis.call('PTTL', KEYS[1])
 local nv = v + 1
-if v == 0 then
-  local t = redis.call('TIME')
-  nv = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
+if v == 0 then nv = tonumber(ARGV[5]) end
 """
 
 # Push messages in slices: Lua's unpack has a small stack limit.
@@ -39,7 +38,7 @@ end
 """
 
 _FINISH = """
-redis.call('HSET', KEYS[1], 'v', nv, unpack(ARGV, 5, first - 1))
+redis.call('HSET', KEYS[1], 'v', nv, unpack(ARGV, 6, first - 1))
 if ARGV[2] ~= '' then
   local ttl = tonumber(ARGV[2])
   for k = 1, 3 do redis.call('EXPIRE', KEYS[k], ttl) end

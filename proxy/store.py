@@ -23,7 +23,7 @@ A TTL is set on the three session keys (O(1), whatever the session's length).
 from __future__ import annotations
 
 import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import cast
 
 import orjson
@@ -96,7 +96,20 @@ class Write:
     ttl_seconds: int | None
     index_score: float
     stale_member: bytes = b""  # an index member to drop (the session's scope changed)
-    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def creation_version(self) -> int:
+        """The version this write gives a session it creates: the planner's clock in µs."""
+        return int(self.index_score * 1_000_000)
+
+    def predicted_version(self) -> int:
+        """The version after this write lands, if the session is as it was planned
+        (-1, matching nothing, for an unconditional write)."""
+        if self.expected_version is None:
+            return -1
+        if self.expected_version == 0:
+            return self.creation_version
+        return self.expected_version + 1
 
 
 @dataclass(slots=True)
@@ -169,7 +182,7 @@ class Store:
         fields = write.meta.fields()
         expected = "*" if write.expected_version is None else write.expected_version
         args = [expected, ttl, pack_tokens(write.tokens), len(fields) // 2,
-                *fields, *write.messages]
+                write.creation_version, *fields, *write.messages]
         script = self._rewrite if write.rewrite else self._append
         # EVALSHA alone: scripts are loaded once (load_scripts), not checked per pipeline.
         pipe.evalsha(script.sha, 3, *write.keys.all(), *args)
