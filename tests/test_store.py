@@ -4,6 +4,7 @@ directly and through HTTP side by side with the upstream (contract §3.1, §3.4,
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from typing import Any
 
@@ -25,10 +26,12 @@ def write(store: Store, sid: str, messages: list[bytes], *, version: int, rewrit
     meta = Meta(count=len(messages) if count is None else count, doc=b"{}",
                 index_member=index_member(sid, None, None))
     return Write(store.keys(sid), rewrite, version, meta, messages, [1] * len(messages),
-                 ttl, 1.0)
+                 ttl, time.time())
 
 
 async def run(store: Store, w: Write) -> Any:
+    if not store.scripts_loaded:
+        await store.load_scripts()  # as the flusher does before its first pipeline
     async with store.redis.pipeline(transaction=False) as pipe:
         store.queue_write(pipe, w)
         return (await pipe.execute())[0]
@@ -36,8 +39,11 @@ async def run(store: Store, w: Write) -> Any:
 
 async def test_writes_are_conditional_on_the_version(redis_client: aioredis.Redis) -> None:
     store = Store(redis_client, "t")
-    ok, v1 = await run(store, write(store, "s", [b"1", b"2"], version=0, rewrite=True))
-    assert ok == 1 and v1 > 1_600_000_000 * 10**6  # a new session starts at the clock
+    first = write(store, "s", [b"1", b"2"], version=0, rewrite=True)
+    ok, v1 = await run(store, first)
+    # A new session starts at the version its writer proposed: the writer's clock in µs.
+    assert ok == 1 and v1 == first.creation_version == first.predicted_version()
+    assert v1 > 1_600_000_000 * 10**6
     ok, v2 = await run(store, write(store, "s", [b"3"], version=v1, rewrite=False, count=3))
     assert (ok, v2) == (1, v1 + 1)
     # A write planned against an older version, or as a create, is refused.
@@ -84,7 +90,7 @@ async def test_list_drops_expired_sessions(redis_client: aioredis.Redis) -> None
     await run(store, write(store, "a", [b"1"], version=0, rewrite=True, ttl=5))
     await run(store, write(store, "b", [b"1"], version=0, rewrite=True))
     await redis_client.delete(*store.keys("a").all())  # as if expired
-    assert await store.list_sessions(None, None, 10, 0, now=10.0) == (["b"], 1)
+    assert await store.list_sessions(None, None, 10, 0, now=time.time() + 10) == (["b"], 1)
     assert await redis_client.zcard(store.expiry_key) == 0
 
 
