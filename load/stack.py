@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from proxy.localstack import (
     start_redis,
     start_upstream,
 )
+from proxy.localstack.processes import http_ok
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -41,17 +40,6 @@ class Targets:
         return {"upstream": self.upstream.url, "proxy": self.proxy.url, "floor": self.floor.url}
 
 
-def _http_ok(url: str) -> Callable[[], bool]:
-    def check() -> bool:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as resp:
-                return bool(resp.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
-
-    return check
-
-
 def proxy_command(port: int, upstream_url: str, redis_url: str) -> list[str]:
     exe = Path(sys.executable).with_name("agent-memory-proxy")
     prefix = [str(exe)] if exe.exists() else [sys.executable, "-m", "proxy"]
@@ -66,14 +54,14 @@ def start_proxy(group: ProcessGroup, upstream_url: str, redis_url: str,
     url = f"http://127.0.0.1:{port}"
     cmd = [*(wrap or []), *proxy_command(port, upstream_url, redis_url)]
     env = {"AMP_LOG_LEVEL": "WARNING", "PYTHONPATH": str(REPO)}
-    return group.start(name, cmd, url, _http_ok(url + "/-/healthz"), env, timeout=60)
+    return group.start(name, cmd, url, http_ok(url + "/-/healthz"), env, timeout=60)
 
 
 def start_floor(group: ProcessGroup) -> Service:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "load.floor", "--port", str(port)]
-    return group.start("floor", cmd, url, _http_ok(url + "/-/healthz"),
+    return group.start("floor", cmd, url, http_ok(url + "/-/healthz"),
                        {"PYTHONPATH": str(REPO)}, timeout=30)
 
 

@@ -106,7 +106,7 @@ def _tcp_answers(port: int) -> Callable[[], bool]:
     return check
 
 
-def _http_ok(url: str) -> Callable[[], bool]:
+def http_ok(url: str) -> Callable[[], bool]:
     def check() -> bool:
         try:
             with urllib.request.urlopen(url, timeout=1) as resp:
@@ -148,5 +148,5 @@ def start_upstream(group: ProcessGroup, stack: Stack, redis_url: str,
     url = f"http://127.0.0.1:{port}"
     cmd = [str(stack.agent_memory), "api", "--host", "127.0.0.1", "--port", str(port),
            "--task-backend", "asyncio"]
-    return group.start(name, cmd, url, _http_ok(url + "/v1/health"),
+    return group.start(name, cmd, url, http_ok(url + "/v1/health"),
                        upstream_env(stack, redis_url), timeout=90)
