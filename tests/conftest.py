@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -55,12 +56,21 @@ def proxy_redis(stack: Stack, processes: ProcessGroup) -> Service:
     return start_redis(processes, stack, "proxy-redis", modules=False)
 
 
+@asynccontextmanager
+async def emptied_client(service: Service) -> AsyncIterator[aioredis.Redis]:
+    """A client of ``service``'s Redis, emptied first (FLUSHDB), closed after."""
+    client = aioredis.Redis.from_url(service.url)
+    await client.flushdb()
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
 @pytest.fixture
 async def redis_client(proxy_redis: Service) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(proxy_redis.url)
-    await client.flushdb()
-    yield client
-    await client.aclose()
+    async with emptied_client(proxy_redis) as client:
+        yield client
 
 
 def make_settings(upstream_url: str, redis_url: str, **overrides: Any) -> Settings:

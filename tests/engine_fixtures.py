@@ -16,6 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from proxy.localstack import ProcessGroup, Service, Stack, start_redis
+from tests.conftest import emptied_client
 
 WM = "/v1/working-memory/"
 BIG = "context_window_max=100000000"  # keeps the upstream's summarization out of the way
@@ -50,10 +51,8 @@ def own_redis(stack: Stack, processes: ProcessGroup) -> Iterator[Service]:
 
 @pytest.fixture
 async def own_client(own_redis: Service) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(own_redis.url)
-    await client.flushdb()
-    yield client
-    await client.aclose()
+    async with emptied_client(own_redis) as client:
+        yield client
 
 
 # The meter's own calls and a new connection's handshake, not the request's work.
