@@ -22,7 +22,7 @@ import orjson
 from proxy import codec, timestamps
 from proxy.engine import Answer, Engine
 from proxy.keys import SessionKeys, logical_key
-from proxy.planner import _build as build_plan
+from proxy.planner import build_plan
 
 _SCOPES = ("namespace", "user_id")
 
@@ -53,14 +53,14 @@ async def append_messages(engine: Engine, session_id: str, raw: bytes,
         return _error(422, str(exc))
     namespace = namespace or query.get("namespace") or None
     user_id = user_id or query.get("user_id") or None
-    now = engine._now()
+    now = engine.now()
     try:
         encoded = codec.encode_messages(messages, now)
     except codec.Unsupported as exc:
         return _error(422 if "empty" not in str(exc) else 400, f"invalid message: {exc}")
     keys = engine.store.keys(logical_key(session_id, namespace, user_id))
-    async with engine._lock(keys.logical):
-        tail = await engine._tail_for_write(keys)
+    async with engine.session_lock(keys.logical):
+        tail = await engine.tail_for_write(keys)
         meta = tail.meta if tail else None
         total = (meta.tokens_total if meta else 0) + sum(m.tokens for m in encoded)
         if total > codec.summarization_threshold(q):
@@ -69,7 +69,7 @@ async def append_messages(engine: Engine, session_id: str, raw: bytes,
             heavy = False
             body = _session_body(meta.doc if meta else None, namespace, user_id, now)
             plan = build_plan(keys, session_id, body, meta, meta, encoded, now)
-            await engine._commit(plan, tail)
+            await engine.commit(plan, tail)
             count = plan.write.meta.count
     if heavy:
         return await _hand_over(engine, session_id, keys, meta is not None, messages,

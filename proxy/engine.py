@@ -33,7 +33,7 @@ from proxy.handoff import Handoff
 from proxy.keys import SessionKeys, logical_key
 from proxy.planner import Plan, plan_put, plan_rewrite
 from proxy.reads import Selection, select
-from proxy.store import Meta, Store, Write
+from proxy.store import Meta, Store
 from proxy.tasks import spawn
 
 log = logging.getLogger("proxy.engine")
@@ -79,31 +79,31 @@ class Engine:
         """Shutdown: stop intake, land every acknowledged write within ``deadline``."""
         await self.flusher.close(deadline)
 
-    def _lock(self, logical: str) -> asyncio.Lock:
+    def session_lock(self, logical: str) -> asyncio.Lock:
         lock = self._locks.get(logical)
         if lock is None:
             lock = self._locks[logical] = asyncio.Lock()
         return lock
 
-    def _now(self) -> datetime:
+    def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
 
     # --- PUT ---------------------------------------------------------------------------
 
     async def put(self, session_id: str, raw: bytes, content_type: str | None,
                   query: Mapping[str, str], query_string: str) -> Answer:
-        now = self._now()
+        now = self.now()
         try:
             q = codec.parse_query(query, "put")
             body = codec.parse_put(raw, content_type, now)
         except codec.Unsupported:
             return await self._put_upstream(session_id, raw, content_type, query_string)
         keys = self.store.keys(logical_key(session_id, body.namespace, body.user_id))
-        async with self._lock(keys.logical):
+        async with self.session_lock(keys.logical):
             planned = await self._plan(keys, session_id, body, q, now)
             if planned is not None:
                 plan, tail, echo = planned
-                await self._commit(plan, tail)
+                await self.commit(plan, tail)
         if planned is None:
             # Not for the fast path (an odd message, or the upstream would summarize):
             # outside the session lock, since storing the upstream's answer takes it.
@@ -125,10 +125,10 @@ class Engine:
             except codec.Unsupported:
                 return await self._leave_upstream(session_id, raw, content_type, query_string)
             keys = self.store.keys(logical_key(session_id, body.namespace, body.user_id))
-            async with self._lock(keys.logical):
-                tail = await self._tail_for_write(keys)
+            async with self.session_lock(keys.logical):
+                tail = await self.tail_for_write(keys)
                 plan = plan_rewrite(keys, session_id, body, encoded, tail)
-                await self._commit(plan, tail)
+                await self.commit(plan, tail)
         headers = CIMultiDict((k, v) for k, v in answer.headers.items()
                               if k.lower() in ("x-deprecation-warning",))
         return Answer(answer.status, answer.body, headers,
@@ -144,7 +144,7 @@ class Engine:
         scope = orjson.loads(raw) if answer.status == 200 else {}
         keys = self.store.keys(logical_key(session_id, scope.get("namespace"),
                                            scope.get("user_id")))
-        async with self._lock(keys.logical):
+        async with self.session_lock(keys.logical):
             self.cache.drop(keys.logical)
             await self.store.delete(keys)
         log.info("session %s kept in the upstream (not representable here)", session_id)
@@ -165,7 +165,7 @@ class Engine:
                     q: codec.Query, now: datetime
                     ) -> tuple[Plan, SessionTail | None, bytes] | None:
         """Plan the PUT and build its echo; None when it must go to the upstream."""
-        tail = await self._tail_for_write(keys)
+        tail = await self.tail_for_write(keys)
         try:
             plan = plan_put(keys, session_id, body, tail, now)
         except codec.Unsupported:
@@ -196,7 +196,7 @@ class Engine:
         self.cache.put(tail)
         return b",".join(snap.messages[:keep])
 
-    async def _commit(self, plan: Plan, tail: SessionTail | None) -> None:
+    async def commit(self, plan: Plan, tail: SessionTail | None) -> None:
         entry = tail or SessionTail(plan.write.keys, plan.write.meta)
         if not self.buffered:
             version, landed = await self._write_until_applied(plan)
@@ -236,7 +236,7 @@ class Engine:
         except Conflict:
             if self._latest.get(entry.keys.logical) == seq:
                 # Nothing newer from here: this write is the last word, so rewrite it.
-                await self._write_until_applied(plan_rewrite_again(plan))
+                await self._write_until_applied(plan.as_rewrite())
         except ProxyError as exc:
             log.error("buffered write to %s lost: %s", entry.keys.logical, exc.detail)
         finally:
@@ -258,7 +258,7 @@ class Engine:
                 # Someone else wrote the session: this PUT replaces it whole (last writer
                 # wins, as upstream). A whole rewrite depends on nothing stored, so it
                 # goes unconditionally: atomic, and it cannot be starved by other writers.
-                plan = plan_rewrite_again(plan)
+                plan = plan.as_rewrite()
                 write = replace(plan.write, expected_version=None)
                 plan = replace(plan, write=write)
         raise ProxyError("session kept changing under this write")
@@ -275,7 +275,7 @@ class Engine:
         else:
             self.cache.put(entry)
 
-    async def _tail_for_write(self, keys: SessionKeys) -> SessionTail | None:
+    async def tail_for_write(self, keys: SessionKeys) -> SessionTail | None:
         """The session as PUT planning needs it: meta only (its version is checked by
         the write itself, so a stale cache costs one re-plan, never a wrong result)."""
         entry = self.cache.get(keys.logical)
@@ -329,7 +329,7 @@ class Engine:
     async def _import(self, session_id: str, namespace: str | None, user_id: str | None,
                       keys: SessionKeys) -> SessionTail | None:
         """Bring over a session that so far exists only in the upstream, once."""
-        async with self._lock(keys.logical):
+        async with self.session_lock(keys.logical):
             meta = await self.store.meta(keys)
             if meta is None:
                 doc = await self.handoff.fetch(session_id, namespace, user_id)
@@ -357,7 +357,7 @@ class Engine:
     async def delete(self, session_id: str, query: Mapping[str, str]) -> Answer:
         q = codec.parse_query(query, "delete")
         keys = self.store.keys(logical_key(session_id, q.namespace, q.user_id))
-        async with self._lock(keys.logical):
+        async with self.session_lock(keys.logical):
             await self._settle(keys.logical)
             # Upstream first: if it fails, nothing changed anywhere.
             await self.handoff.delete(session_id, q.namespace, q.user_id)
@@ -386,8 +386,4 @@ def render_selection(session_id: str, meta: Meta, q: codec.Query, chosen: Select
                             chosen.tokens, q)
 
 
-def plan_rewrite_again(plan: Plan) -> Plan:
-    return plan.as_rewrite()
-
-
-__all__ = ["Answer", "Engine", "HandOff", "Write"]
+__all__ = ["Answer", "Engine", "HandOff"]

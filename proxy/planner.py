@@ -81,7 +81,7 @@ def plan_put(keys: SessionKeys, session_id: str, body: codec.PutBody,
         b",".join(m.body for m in encoded) == new_bytes)
     replayable = all(type(m) is dict and "id" in m for m in new_raw) and all(
         m.had_created_at for m in encoded)
-    plan = _build(keys, session_id, body, meta, base, encoded, now)
+    plan = build_plan(keys, session_id, body, meta, base, encoded, now)
     plan.write.meta.input_digest = digest if replayable else b""
     plan.write.meta.input_length = len(inner)
     plan.write.meta.input_canonical = canonical
@@ -95,7 +95,7 @@ def plan_rewrite(keys: SessionKeys, session_id: str, body: codec.PutBody,
                  encoded: list[codec.EncodedMessage], tail: SessionTail | None,
                  now: datetime | None = None) -> Plan:
     """Store ``encoded`` (already canonical, e.g. from the upstream) as the whole session."""
-    plan = _build(keys, session_id, body, tail.meta if tail else None, None, encoded,
+    plan = build_plan(keys, session_id, body, tail.meta if tail else None, None, encoded,
                   now or datetime.now().astimezone())
     inner = orjson.dumps(body.messages)[1:-1]
     plan.write.meta.input_digest = _hash(inner)
@@ -104,7 +104,7 @@ def plan_rewrite(keys: SessionKeys, session_id: str, body: codec.PutBody,
     return plan
 
 
-def _build(keys: SessionKeys, session_id: str, body: codec.PutBody, meta: Meta | None,
+def build_plan(keys: SessionKeys, session_id: str, body: codec.PutBody, meta: Meta | None,
            base: Meta | None, encoded: list[codec.EncodedMessage], now: datetime) -> Plan:
     """The Write for ``encoded`` on top of ``base`` (the kept prefix's meta) or alone."""
     in_order = base.sorted if base else True
