@@ -22,12 +22,15 @@ from proxy.engine import Engine
 from proxy.errors import ProxyError
 from proxy.flusher import Flusher
 from proxy.handoff import Handoff
+from proxy.invalidation import Invalidation
 from proxy.store import Store
 from proxy.tokens import count_text
 from proxy.upstream import Upstream, make_client_session
 
 log = logging.getLogger("proxy.app")
 
+
+REDIS_CONNECTIONS = 64  # plenty for one event loop; the pub/sub listener holds one
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -60,8 +63,11 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    client = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=2,
-                                     socket_timeout=5, health_check_interval=30)
+    # A blocking pool: a burst of requests waits for a connection instead of failing.
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=REDIS_CONNECTIONS, timeout=5,
+        socket_connect_timeout=2, socket_timeout=5, health_check_interval=30)
+    client = aioredis.Redis(connection_pool=pool)
     app[REDIS] = client
     yield
     await client.aclose()
@@ -84,9 +90,15 @@ async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
     except (RedisError, OSError) as exc:  # start anyway; /-/readyz tells, the flusher retries
         log.warning("redis not reachable at start-up: %r", exc)
     flusher.start()
+    if settings.invalidation:
+        engine.invalidation = Invalidation(app[REDIS], settings.key_prefix, cache.invalidate,
+                                           cache.clear)
+        engine.invalidation.start()
     log.info("working-memory engine on %s (ack mode %s)", settings.redis_url, settings.ack_mode)
     yield
     await engine.drain(settings.shutdown_timeout)
+    if engine.invalidation is not None:
+        await engine.invalidation.close()
 
 
 async def _pass_through(request: web.Request) -> web.StreamResponse:

@@ -31,6 +31,7 @@ class SessionTail:
     offsets: array.array[int] = field(default_factory=lambda: array.array("Q"))
     tokens: array.array[int] = field(default_factory=lambda: array.array("I"))
     pending: int = 0  # writes acknowledged but not yet durable
+    checked: int = -1  # invalidation messages seen when this tail was last known current
 
     @property
     def count(self) -> int:
@@ -114,6 +115,8 @@ class SessionCache:
         self._lru: LRUCache[str, SessionTail] = LRUCache(
             maxsize=max(max_bytes, 1), getsizeof=SessionTail.size)
         self._pinned: dict[str, SessionTail] = {}
+        # meta key -> logical key, for invalidations (bounded: evicted tails leave names)
+        self._by_meta: LRUCache[str, str] = LRUCache(maxsize=1_000_000)
 
     def get(self, logical: str) -> SessionTail | None:
         entry = self._pinned.get(logical)
@@ -124,6 +127,7 @@ class SessionCache:
     def put(self, entry: SessionTail) -> None:
         """Insert or refresh (its size may have changed) an entry."""
         key = entry.keys.logical
+        self._by_meta[entry.keys.meta] = key
         if entry.pending:
             self._pinned[key] = entry
         else:
@@ -136,6 +140,21 @@ class SessionCache:
     def drop(self, logical: str) -> None:
         self._lru.pop(logical, None)
         self._pinned.pop(logical, None)
+
+    def invalidate(self, meta_key: str, version: int) -> None:
+        """Another writer moved this session to ``version`` (0: deleted)."""
+        logical = self._by_meta.get(meta_key)
+        entry = self.get(logical) if logical is not None else None
+        if entry is None:
+            self._by_meta.pop(meta_key, None)
+        elif not entry.pending and entry.meta.version != version:
+            self.drop(entry.keys.logical)
+
+    def clear(self) -> None:
+        """Forget every tail not holding unflushed writes."""
+        for logical in list(self._lru.keys()):
+            if logical not in self._pinned:
+                self._lru.pop(logical, None)
 
     @property
     def bytes_used(self) -> int:

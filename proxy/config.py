@@ -75,6 +75,10 @@ class Settings:
         default=10.0, metadata={"help": "seconds SIGTERM waits for pending writes to flush"}
     )
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
+    invalidation: bool = field(
+        default=True,
+        metadata={"help": "trust cached tails until another proxy's write is announced"},
+    )
     uvloop: bool = field(
         default=True, metadata={"help": "run on uvloop when it is installed (the [speed] extra)"}
     )

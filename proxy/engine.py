@@ -30,6 +30,7 @@ from proxy.cache import SessionCache, SessionTail
 from proxy.errors import ProxyError
 from proxy.flusher import Conflict, Flusher
 from proxy.handoff import Handoff
+from proxy.invalidation import Invalidation
 from proxy.keys import SessionKeys, logical_key
 from proxy.planner import Plan, plan_put, plan_rewrite
 from proxy.reads import Selection, select
@@ -74,6 +75,11 @@ class Engine:
         self._landing: dict[str, set[asyncio.Task[None]]] = {}  # buffered writes in flight
         self._seq = 0
         self.max_body_bytes = 0  # for error messages; set by the app
+        self.invalidation: Invalidation | None = None  # set by the app when enabled
+
+    def _seen(self) -> int:
+        """Invalidation messages received so far (-1 without a subscription)."""
+        return self.invalidation.seq if self.invalidation is not None else -1
 
     async def drain(self, deadline: float) -> None:
         """Shutdown: stop intake, land every acknowledged write within ``deadline``."""
@@ -199,8 +205,10 @@ class Engine:
     async def commit(self, plan: Plan, tail: SessionTail | None) -> None:
         entry = tail or SessionTail(plan.write.keys, plan.write.meta)
         if not self.buffered:
+            since = self._seen()  # messages after this may be other writers'
             version, landed = await self._write_until_applied(plan)
             self._remember(entry, landed, version)
+            entry.checked = since
             return
         # Buffered: acknowledge now, from memory; the write lands behind.
         # The write is queued before answering, so the flusher owns it from here on.
@@ -311,20 +319,32 @@ class Engine:
         if entry is not None and entry.pending:
             return entry  # ahead of Redis: acknowledged writes not yet landed
         if entry is not None:
-            version = await self.store.redis.hget(keys.meta, "v")
             first = max(0, entry.count - limit) if limit else 0
-            if version is not None and int(version) == entry.meta.version and (
-                    entry.covers(first) or entry.count > self.cache.max_messages):
+            covered = entry.covers(first) or entry.count > self.cache.max_messages
+            if covered and self._trusted(entry):
+                return entry
+            since = self._seen()
+            version = await self.store.redis.hget(keys.meta, "v")
+            if version is not None and int(version) == entry.meta.version and covered:
+                entry.checked = since
                 return entry
             self.cache.drop(keys.logical)
         want = min(limit, self.cache.max_messages) if limit else None
+        since = self._seen()
         snap = await self.store.snapshot(keys, want)
         if snap is None:
             return None
-        entry = SessionTail(keys, snap.meta)
+        entry = SessionTail(keys, snap.meta, checked=since)
         entry.reset(snap.start, snap.messages, list(snap.tokens), self.cache.max_messages)
         self.cache.put(entry)
         return entry
+
+    def _trusted(self, entry: SessionTail) -> bool:
+        """Current without asking Redis: no invalidation contradicts it, and it cannot
+        expire unseen."""
+        inv = self.invalidation
+        return inv is not None and not entry.meta.expires and inv.trusts(
+            entry.keys.meta, entry.meta.version, entry.checked)
 
     async def _import(self, session_id: str, namespace: str | None, user_id: str | None,
                       keys: SessionKeys) -> SessionTail | None:

@@ -121,6 +121,8 @@ def build_plan(keys: SessionKeys, session_id: str, body: codec.PutBody, meta: Me
     new_meta = Meta(
         count=(base.count if base else 0) + len(encoded), tokens_total=tokens_total,
         doc=body.doc, sorted=in_order, last_created_us=last or 0, tz=tz, index_member=member,
+        # A TTL set now, or one an earlier write left running (the scripts store the truth).
+        expires=body.ttl_seconds is not None or bool(meta and meta.expires),
     )
     write = Write(
         keys=keys, rewrite=base is None, expected_version=meta.version if meta else 0,

@@ -11,6 +11,9 @@ session that reached n for its own, and serve or append to the wrong messages. (
 to one session take more than a microsecond each, so a session never counts past the
 clock.) The writer choosing it lets a buffered proxy know the version before it lands.
 
+Every write and delete PUBLISHes "<meta key> <new version>" on ``<prefix>:invalidate``
+(version 0 for a delete) so other proxies drop their cached tails (invalidation.py).
+
 Common arguments: KEYS = meta, messages, tokens. ARGV[1] = expected version ("0" for a
 session that must not exist yet, "*" for any), ARGV[2] = ttl ("" keeps any TTL, like the
 upstream's JSON.SET), ARGV[3] = packed token counts, ARGV[4] = number F of meta field
@@ -38,7 +41,9 @@ end
 """
 
 _FINISH = """
-redis.call('HSET', KEYS[1], 'v', nv, unpack(ARGV, 6, first - 1))
+-- 'x' tells readers whether the session can expire (expiry publishes nothing)
+local expires = (ARGV[2] ~= '' or pttl > 0) and '1' or '0'
+redis.call('HSET', KEYS[1], 'v', nv, 'x', expires, unpack(ARGV, 6, first - 1))
 if ARGV[2] ~= '' then
   local ttl = tonumber(ARGV[2])
   for k = 1, 3 do redis.call('EXPIRE', KEYS[k], ttl) end
@@ -47,6 +52,8 @@ elseif pttl > 0 then
   redis.call('PEXPIRE', KEYS[2], pttl)
   redis.call('PEXPIRE', KEYS[3], pttl)
 end
+redis.call('PUBLISH', string.match(KEYS[1], '^(.*):{') .. ':invalidate',
+  KEYS[1] .. ' ' .. string.format('%.0f', nv))  -- '..' alone would print 14 digits
 return {1, nv}
 """
 
@@ -64,5 +71,6 @@ if ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3]) end
 DELETE = """
 local member = redis.call('HGET', KEYS[1], 'ix')
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('PUBLISH', string.match(KEYS[1], '^(.*):{') .. ':invalidate', KEYS[1] .. ' 0')
 return member
 """

@@ -12,6 +12,7 @@ the hash tag ``{t}``, see keys.py)::
                                 lc   created_at (µs) of the last message
                                 tz   "a" all offset-aware, "n" all naive, "m" mixed
                                 ix   this session's member in the index
+                                x    "1" when the session has a TTL
     <prefix>:{t}:msgs   list    canonical JSON of each message, in stored order
     <prefix>:{t}:toks   string  token count of each message, little-endian uint32
     <prefix>:index      zset    member JSON [namespace, user_id, session_id], score = last write
@@ -59,6 +60,7 @@ class Meta:
     last_created_us: int = 0
     tz: str = ""
     index_member: bytes = b""
+    expires: bool = False  # the session has a TTL (written by the scripts as 'x')
 
     @classmethod
     def from_hash(cls, raw: dict[bytes, bytes]) -> Meta | None:
@@ -70,7 +72,7 @@ class Meta:
             input_digest=raw.get(b"idg", b""), input_length=int(raw.get(b"idl", 0)),
             input_canonical=raw.get(b"can") == b"1", sorted=raw.get(b"srt", b"1") == b"1",
             last_created_us=int(raw.get(b"lc", 0)), tz=raw.get(b"tz", b"").decode(),
-            index_member=raw.get(b"ix", b""),
+            index_member=raw.get(b"ix", b""), expires=raw.get(b"x") == b"1",
         )
 
     def fields(self) -> list[bytes | str | int]:

@@ -135,7 +135,8 @@ async def test_ttl_renewal_and_delete_are_constant_work(
     await put(proxy, "big", {"messages": history, "ttl_seconds": 600})
     renew = await meter.read()
     assert renew.bytes_in < 2 * KB and renew.count("expire") == 3, renew
-    assert renew.total_calls <= 10, renew.calls
+    # script, version, TTL read, one HSET, 3 EXPIRE, the invalidation PUBLISH, index upkeep
+    assert renew.total_calls <= 11, renew.calls
     for key in keys.all():
         assert 590 < await own_client.ttl(key) <= 600
 
