@@ -32,6 +32,7 @@ from proxy.flusher import Conflict, Flusher
 from proxy.handoff import Handoff
 from proxy.invalidation import Invalidation
 from proxy.keys import SessionKeys, logical_key
+from proxy.landing import BehindWrites, write_until_applied
 from proxy.planner import Plan, plan_put, plan_rewrite
 from proxy.reads import Selection, select
 from proxy.store import Meta, Store
@@ -41,7 +42,6 @@ log = logging.getLogger("proxy.engine")
 
 DEPRECATION = ("x-deprecation-warning", "messages[].created_at will become required in the "
                "next major version. Please provide timestamps for all messages.")
-MAX_REPLANS = 8
 
 
 class HandOff(Exception):
@@ -71,9 +71,7 @@ class Engine:
         self.buffered = buffered
         self.clock = clock
         self._locks: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
-        self._latest: dict[str, int] = {}  # newest local write per session (buffered mode)
-        self._landing: dict[str, set[asyncio.Task[None]]] = {}  # buffered writes in flight
-        self._seq = 0
+        self.behind = BehindWrites(flusher, cache)
         self.max_body_bytes = 0  # for error messages; set by the app
         self.invalidation: Invalidation | None = None  # set by the app when enabled
 
@@ -206,70 +204,13 @@ class Engine:
         entry = tail or SessionTail(plan.write.keys, plan.write.meta)
         if not self.buffered:
             since = self._seen()  # messages after this may be other writers'
-            version, landed = await self._write_until_applied(plan)
+            version, landed = await write_until_applied(self.flusher, plan)
             self._remember(entry, landed, version)
             entry.checked = since
             return
         # Buffered: acknowledge now, from memory; the write lands behind.
-        # The write is queued before answering, so the flusher owns it from here on.
-        done = await self.flusher.submit(plan.write)
-        self._seq += 1
-        seq = self._latest[entry.keys.logical] = self._seq
-        entry.pending += 1
+        await self.behind.queue(plan, entry)
         self._remember(entry, plan, plan.write.predicted_version())
-        logical = entry.keys.logical
-        task = spawn(self._land(plan, entry, seq, done), name=f"land:{logical}")
-        landing = self._landing.setdefault(logical, set())
-        landing.add(task)
-        task.add_done_callback(lambda t: self._landed(logical, t))
-
-    def _landed(self, logical: str, task: asyncio.Task[None]) -> None:
-        landing = self._landing.get(logical)
-        if landing is not None:
-            landing.discard(task)
-            if not landing:
-                del self._landing[logical]
-
-    async def _settle(self, logical: str) -> None:
-        """Wait until this session's acknowledged buffered writes have landed (or failed),
-        so that a DELETE cannot be overtaken and undone by one of them."""
-        landing = self._landing.get(logical)
-        if landing:
-            await asyncio.gather(*landing, return_exceptions=True)
-
-    async def _land(self, plan: Plan, entry: SessionTail, seq: int,
-                    done: asyncio.Future[int]) -> None:
-        try:
-            await done
-        except Conflict:
-            if self._latest.get(entry.keys.logical) == seq:
-                # Nothing newer from here: this write is the last word, so rewrite it.
-                await self._write_until_applied(plan.as_rewrite())
-        except ProxyError as exc:
-            log.error("buffered write to %s lost: %s", entry.keys.logical, exc.detail)
-        finally:
-            entry.pending -= 1
-            if self._latest.get(entry.keys.logical) == seq:
-                del self._latest[entry.keys.logical]
-            if entry.pending == 0:
-                self.cache.drop(entry.keys.logical)  # reload from Redis, the truth
-
-    async def _write_until_applied(self, plan: Plan) -> tuple[int, Plan]:
-        """Write ``plan``, re-planned as a rewrite while the session moves under it;
-        returns the new version and the plan that landed."""
-        write = plan.write
-        for _ in range(MAX_REPLANS):
-            done = await self.flusher.submit(write)
-            try:
-                return await done, plan
-            except Conflict:
-                # Someone else wrote the session: this PUT replaces it whole (last writer
-                # wins, as upstream). A whole rewrite depends on nothing stored, so it
-                # goes unconditionally: atomic, and it cannot be starved by other writers.
-                plan = plan.as_rewrite()
-                write = replace(plan.write, expected_version=None)
-                plan = replace(plan, write=write)
-        raise ProxyError("session kept changing under this write")
 
     def _remember(self, entry: SessionTail, plan: Plan, version: int) -> None:
         write = plan.write
@@ -292,8 +233,7 @@ class Engine:
         meta = await self.store.meta(keys)
         if meta is None:
             return None
-        entry = SessionTail(keys, meta, start=meta.count)
-        return entry
+        return SessionTail(keys, meta, start=meta.count)
 
     # --- GET ---------------------------------------------------------------------------
 
@@ -378,7 +318,7 @@ class Engine:
         q = codec.parse_query(query, "delete")
         keys = self.store.keys(logical_key(session_id, q.namespace, q.user_id))
         async with self.session_lock(keys.logical):
-            await self._settle(keys.logical)
+            await self.behind.settle(keys.logical)
             # Upstream first: if it fails, nothing changed anywhere.
             await self.handoff.delete(session_id, q.namespace, q.user_id)
             self.cache.drop(keys.logical)

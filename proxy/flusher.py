@@ -22,7 +22,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from proxy.errors import Overloaded, StoreUnavailable
 from proxy.store import Store, Write
-from proxy.tasks import spawn
+from proxy.tasks import cancel_and_wait, spawn
 
 log = logging.getLogger("proxy.flusher")
 
@@ -135,12 +135,7 @@ class Flusher:
         until = loop.time() + deadline
         while (self._busy or not self._queue.empty()) and loop.time() < until:
             await asyncio.sleep(0.005)
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
         lost = 0
         while not self._queue.empty():
             item = self._queue.get_nowait()

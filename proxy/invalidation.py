@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 from cachetools import LRUCache
 from redis.exceptions import RedisError
 
-from proxy.tasks import spawn
+from proxy.tasks import cancel_and_wait, spawn
 
 log = logging.getLogger("proxy.invalidation")
 
@@ -45,12 +45,7 @@ class Invalidation:
         self._task = spawn(self._run(), name="invalidation")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
         self.healthy = False
 
     def trusts(self, meta_key: str, version: int, since: int) -> bool:
