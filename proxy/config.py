@@ -76,8 +76,9 @@ class Settings:
     )
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
     invalidation: bool = field(
-        default=True,
-        metadata={"help": "trust cached tails until another proxy's write is announced"},
+        default=False,
+        metadata={"help": "skip per-read version checks, trusting pub/sub announcements "
+                  "(reads may lag another proxy's write by the announcement's delivery)"},
     )
     uvloop: bool = field(
         default=True, metadata={"help": "run on uvloop when it is installed (the [speed] extra)"}
