@@ -168,7 +168,8 @@ def run(mode: Mode, out: Path, think_s: float) -> Path:
         bar.close()
     write_samples_csv(samples, out / f"{stem}.csv")
     plot(out / "latency-vs-size.png", table)
-    meta = Meta(date, mode.name, _git_commit(), _machine(), time.monotonic() - started, notes)
+    meta = Meta(date, mode.name, _git_commit(), _machine(), time.monotonic() - started,
+                mode.plan.gap_s, notes)
     report = out / f"{stem}.md"
     write_markdown(report, meta, table, locust,
                    (mode.locust_seconds, LOCUST_SEED, LOCUST_MAX, think_s),

@@ -23,6 +23,7 @@ class Meta:
     commit: str
     machine: str
     wall_s: float
+    gap_s: float  # the idle pause before every part a) sample
     notes: list[str] = field(default_factory=list)
 
 
@@ -42,11 +43,13 @@ def _table(header: Sequence[str], rows: list[list[str]]) -> list[str]:
     return out + [""]
 
 
-def size_section(table: list[Stat]) -> list[str]:
+def size_section(table: list[Stat], gap_s: float) -> list[str]:
     t = lookup(table)
     sizes = sorted({r.size for r in table})
     out = ["## a) One session growing: latency by size (ms)", "",
-           "Sequential requests, one client, targets interleaved sample by sample. "
+           "Sequential requests, one client, targets interleaved sample by sample, each "
+           f"sample after an idle pause of {gap_s * 1000:.0f} ms (so every target at every size "
+           "starts from the same machine state; see `load/sampling.py`). "
            "Speedup = upstream p50 / proxy p50.", ""]
     for op in OP_LABELS:
         if not any(r.op == op for r in table):
@@ -145,7 +148,7 @@ def write_markdown(path: Path, meta: Meta, table: list[Stat], locust: list[Locus
              "`context_window_max=100000000` so the upstream never summarizes",
              *[f"- {n}" for n in meta.notes], "", f"![latency against session size]({plot_name})",
              ""]
-    lines += verdict_section(verdicts) + size_section(table)
+    lines += verdict_section(verdicts) + size_section(table, meta.gap_s)
     lines += locust_section(locust, *locust_args) + list(alone) + profile_section(prof)
     path.write_text("\n".join(lines))
 

@@ -48,7 +48,8 @@ async def test_sampler_and_report_against_the_real_stack(
     urls = {"upstream": upstream.url, "proxy": str(proxy.make_url("")).rstrip("/"),
             "floor": str(floor.make_url("")).rstrip("/")}
     steps: list[int] = []
-    plan = SizePlan((4, 30), samples=2, budget_s=10.0, min_samples=1, timeout_s=30.0)
+    plan = SizePlan((4, 30), samples=2, budget_s=10.0, min_samples=1, timeout_s=30.0,
+                    gap_s=0.01)
     samples = await sample_sizes(urls, plan, steps.append)
     assert sum(steps) == plan.units
     table = size_table(samples)
@@ -68,7 +69,7 @@ async def test_sampler_and_report_against_the_real_stack(
     verdicts = size_verdicts(table) + [concurrency_verdict([])]
     assert len(verdicts) == 6
     report = tmp_path / "report.md"
-    write_markdown(report, Meta("today", "test", "abc", "here", 1.0), table, [],
+    write_markdown(report, Meta("today", "test", "abc", "here", 1.0, 0.1), table, [],
                    (1, 10, 20, 0.0), verdicts, None, "plot.png")
     text = report.read_text()
     assert "| messages | upstream p50 | p95 | p99 | proxy p50 | p95 | p99 | speedup" in text
