@@ -26,6 +26,9 @@ Environment:
   Default 0: sessions grow without bound.
 * ``AMP_LOAD_WAIT``: mean seconds each user waits between iterations (uniformly 0.5x to
   1.5x), default 0.
+* ``AMP_LOAD_TIMINGS``: a file to write every counted request's name and exact response time
+  (ms) to at the end, as CSV. Locust's own statistics round times to whole milliseconds,
+  too coarse for ratios of few-millisecond percentiles.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import os
 import sys
 from pathlib import Path
 
-from locust import FastHttpUser, LoadTestShape, between, task
+from locust import FastHttpUser, LoadTestShape, between, events, task
 
 # Locust puts this file's own directory on sys.path; the package lives one level up.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -56,7 +59,24 @@ SEED = int(os.environ.get("AMP_LOAD_SEED", "0"))
 MAX_MESSAGES = int(os.environ.get("AMP_LOAD_MAX", "0"))
 WAIT = float(os.environ.get("AMP_LOAD_WAIT", "0"))
 STEP_SECONDS = float(os.environ.get("AMP_LOAD_STEP_SECONDS", "10"))
+TIMINGS = os.environ.get("AMP_LOAD_TIMINGS", "")
 REQUEST_TIMEOUT = 120.0
+
+_timings: list[tuple[str, float]] = []  # (request name, ms) since the statistics started
+
+
+@events.request.add_listener
+def _record(name: str, response_time: float, exception: Exception | None = None,
+            **_: object) -> None:
+    if TIMINGS and exception is None:
+        _timings.append((name, response_time))
+
+
+@events.quitting.add_listener
+def _write_timings(**_: object) -> None:
+    if TIMINGS:
+        with open(TIMINGS, "w") as out:
+            out.writelines(f"{name},{ms:.4f}\n" for name, ms in _timings)
 
 
 _users_seeded = 0
@@ -70,6 +90,7 @@ def _seeded(user: FastHttpUser) -> None:
     runner = user.environment.runner
     if SEED and runner is not None and _users_seeded == runner.target_user_count:
         user.environment.stats.reset_all()
+        _timings.clear()
 
 
 class _SessionUser(FastHttpUser):

@@ -9,6 +9,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from load.stats import percentile
+
 LOCUSTFILE = Path(__file__).resolve().with_name("locustfile.py")
 
 
@@ -47,16 +49,31 @@ def _num(value: str) -> float | None:
         return None
 
 
-def parse_stats(path: Path, target: str, user_class: str, users: int) -> list[LocustRow]:
+def read_timings(path: Path) -> dict[str, list[float]]:
+    """Exact response times (ms) by request name, as ``AMP_LOAD_TIMINGS`` wrote them."""
+    found: dict[str, list[float]] = {}
+    if path.exists():
+        with open(path, newline="") as f:
+            for name, ms in csv.reader(f):
+                found.setdefault(name, []).append(float(ms))
+    return found
+
+
+def parse_stats(path: Path, target: str, user_class: str, users: int,
+                timings: dict[str, list[float]] | None = None) -> list[LocustRow]:
+    """Locust's per-name statistics; percentiles from ``timings`` where it has the name
+    (Locust's own are rounded to whole milliseconds)."""
     rows: list[LocustRow] = []
     with open(path, newline="") as f:
         for rec in csv.DictReader(f):
             if rec["Name"] == "Aggregated":
                 continue
+            exact = (timings or {}).get(rec["Name"])
+            p50, p95, p99 = ([percentile(exact, q) for q in (50, 95, 99)] if exact else
+                             [_num(rec["50%"]), _num(rec["95%"]), _num(rec["99%"])])
             rows.append(LocustRow(
                 target, user_class, users, rec["Name"], int(rec["Request Count"]),
-                int(rec["Failure Count"]), _num(rec["50%"]), _num(rec["95%"]),
-                _num(rec["99%"]), float(rec["Requests/s"] or 0.0),
+                int(rec["Failure Count"]), p50, p95, p99, float(rec["Requests/s"] or 0.0),
             ))
     return rows
 
@@ -71,8 +88,9 @@ def run_locust(host: str, target: str, user_class: str, users: int, seconds: int
            str(users), "-t", f"{seconds}s", "--host", host, "--csv", str(prefix),
            "--only-summary", "--stop-timeout", "5", "--loglevel", "WARNING",
            "--exit-code-on-error", "0", user_class]
+    timings = prefix.with_suffix(".timings.csv")
     env = {**os.environ, "AMP_LOAD_SEED": str(seed), "AMP_LOAD_MAX": str(max_messages),
-           "AMP_LOAD_WAIT": str(think_s)}
+           "AMP_LOAD_WAIT": str(think_s), "AMP_LOAD_TIMINGS": str(timings)}
     env.pop("AMP_LOAD_SHAPE", None)
     with open(prefix.with_suffix(".log"), "wb") as log:
         proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
@@ -82,4 +100,4 @@ def run_locust(host: str, target: str, user_class: str, users: int, seconds: int
         tail = prefix.with_suffix(".log").read_text(errors="replace")[-2000:]
         raise RuntimeError(f"locust exited {proc.returncode} for {target} {user_class} "
                            f"{users}u:\n{tail}")
-    return parse_stats(stats, target, user_class, users)
+    return parse_stats(stats, target, user_class, users, read_timings(timings))

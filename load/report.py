@@ -96,8 +96,9 @@ def locust_section(rows: list[LocustRow], seconds: int, seed: int, limit: int,
            f"Headless runs of `load/locustfile.py`, {seconds} s each, all users started at once, "
            f"each pausing {think:g} s between turns (`--think`); sessions seeded at {seed:,} "
            f"messages and restarted at {limit:,}, so requests sit in the 1k-2k bucket. "
-           "`PUT seed` rows are the seeding PUTs, not part of the loop. Locust records whole "
-           "milliseconds, so small values are coarse.", ""]
+           "`PUT seed` rows are the seeding PUTs, not part of the loop. Percentiles come from "
+           "each request's exact time (`AMP_LOAD_TIMINGS`), not Locust's whole-millisecond "
+           "statistics.", ""]
     body = [[r.target, r.user_class, str(r.users), r.name, str(r.count), str(r.failures),
              _ms(r.p50), _ms(r.p95), _ms(r.p99), f"{r.rps:.1f}"]
             for r in sorted(rows, key=lambda r: (r.target, r.user_class, r.name, r.users))]

@@ -7,6 +7,7 @@ down in reverse order, so the write flusher drains before Redis closes.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import orjson
@@ -23,6 +24,7 @@ from proxy.errors import ProxyError
 from proxy.flusher import Flusher
 from proxy.handoff import Handoff
 from proxy.invalidation import Invalidation
+from proxy.leases import Leases
 from proxy.store import Store
 from proxy.tokens import count_text
 from proxy.upstream import Upstream, make_client_session
@@ -70,12 +72,13 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     client = aioredis.Redis(connection_pool=pool)
     app[REDIS] = client
     yield
-    await client.aclose()
+    await client.aclose(close_connection_pool=True)  # a pool passed in is not closed otherwise
 
 
 async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    store = Store(app[REDIS], settings.key_prefix)
+    # A fresh holder id per process: a restarted proxy holds none of its old leases.
+    store = Store(app[REDIS], settings.key_prefix, uuid.uuid4().hex[:16], settings.read_lease_ms)
     flusher = Flusher(store, batch_max=settings.flush_batch_max, queue_max=settings.queue_max,
                       queue_wait=settings.queue_wait_ms / 1000,
                       linger=settings.flush_interval_ms / 1000)
@@ -90,9 +93,11 @@ async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
     except (RedisError, OSError) as exc:  # start anyway; /-/readyz tells, the flusher retries
         log.warning("redis not reachable at start-up: %r", exc)
     flusher.start()
-    if settings.invalidation:
-        engine.invalidation = Invalidation(app[REDIS], settings.key_prefix, cache.invalidate,
-                                           cache.clear)
+    if settings.read_lease_ms > 0:
+        leases = Leases(store.holder, settings.read_lease_ms)
+        engine.leases = flusher.leases = leases
+        engine.invalidation = Invalidation(app[REDIS], settings.key_prefix, leases,
+                                           cache.invalidate, cache.clear)
         engine.invalidation.start()
     log.info("working-memory engine on %s (ack mode %s)", settings.redis_url, settings.ack_mode)
     yield

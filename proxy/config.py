@@ -75,10 +75,12 @@ class Settings:
         default=10.0, metadata={"help": "seconds SIGTERM waits for pending writes to flush"}
     )
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
-    invalidation: bool = field(
-        default=False,
-        metadata={"help": "skip per-read version checks, trusting pub/sub announcements "
-                  "(reads may lag another proxy's write by the announcement's delivery)"},
+    read_lease_ms: int = field(
+        default=1000,
+        metadata={"help": "how long a read lease lets this proxy answer a session's reads "
+                  "from its cache without asking Redis; a write through another proxy ends "
+                  "it and waits for this proxy to drop the old copy (at most this long if "
+                  "the proxy is gone); 0 asks Redis for the version on every read"},
     )
     uvloop: bool = field(
         default=True, metadata={"help": "run on uvloop when it is installed (the [speed] extra)"}
@@ -94,6 +96,7 @@ class Settings:
             _check_range(name, getattr(self, name), 1, None)
         for name in ("queue_wait_ms", "cache_max_bytes", "shutdown_timeout"):
             _check_range(name, getattr(self, name), 0, None)
+        _check_range("read_lease_ms", self.read_lease_ms, 0, 60_000)
         if self.ack_mode not in ACK_MODES:
             raise SettingsError(f"ack_mode: must be one of {', '.join(ACK_MODES)}")
         if self.log_level.upper() not in LOG_LEVELS:

@@ -33,6 +33,7 @@ from proxy.handoff import Handoff
 from proxy.invalidation import Invalidation
 from proxy.keys import SessionKeys, logical_key
 from proxy.landing import BehindWrites, write_until_applied
+from proxy.leases import Leases
 from proxy.planner import Plan, plan_put, plan_rewrite
 from proxy.reads import Selection, select
 from proxy.store import Meta, Store
@@ -73,7 +74,8 @@ class Engine:
         self._locks: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
         self.behind = BehindWrites(flusher, cache)
         self.max_body_bytes = 0  # for error messages; set by the app
-        self.invalidation: Invalidation | None = None  # set by the app when enabled
+        self.invalidation: Invalidation | None = None  # set by the app with read leases
+        self.leases: Leases | None = None
 
     def _seen(self) -> int:
         """Invalidation messages received so far (-1 without a subscription)."""
@@ -150,7 +152,7 @@ class Engine:
                                            scope.get("user_id")))
         async with self.session_lock(keys.logical):
             self.cache.drop(keys.logical)
-            await self.store.delete(keys)
+            await self._delete_stored(keys)
         log.info("session %s kept in the upstream (not representable here)", session_id)
         return Answer(answer.status, answer.body, CIMultiDict(
             (k, v) for k, v in answer.headers.items() if k.lower() == "x-deprecation-warning"),
@@ -204,9 +206,12 @@ class Engine:
         entry = tail or SessionTail(plan.write.keys, plan.write.meta)
         if not self.buffered:
             since = self._seen()  # messages after this may be other writers'
+            asked_at = time.monotonic()
             version, landed = await write_until_applied(self.flusher, plan)
             self._remember(entry, landed, version)
             entry.checked = since
+            if self.leases is not None:  # the write granted this proxy a lease
+                self.leases.granted(entry.keys.meta, asked_at)
             return
         # Buffered: acknowledge now, from memory; the write lands behind.
         await self.behind.queue(plan, entry)
@@ -264,8 +269,8 @@ class Engine:
             if covered and self._trusted(entry):
                 return entry
             since = self._seen()
-            version = await self.store.redis.hget(keys.meta, "v")
-            if version is not None and int(version) == entry.meta.version and covered:
+            version = await self._check_version(keys)
+            if version == entry.meta.version and covered:
                 entry.checked = since
                 return entry
             self.cache.drop(keys.logical)
@@ -279,12 +284,25 @@ class Engine:
         self.cache.put(entry)
         return entry
 
-    def _trusted(self, entry: SessionTail) -> bool:
-        """Current without asking Redis: no invalidation contradicts it, and it cannot
-        expire unseen."""
+    async def _check_version(self, keys: SessionKeys) -> int:
+        """The stored version (0: none), taking a read lease on it when leases are on."""
         inv = self.invalidation
-        return inv is not None and not entry.meta.expires and inv.trusts(
-            entry.keys.meta, entry.meta.version, entry.checked)
+        if self.leases is None or inv is None or not inv.healthy:
+            # A lease is only worth taking while its revocation can be heard (and released).
+            return await self.store.version(keys)
+        asked_at = time.monotonic()
+        version = await self.store.lease(keys)
+        if version:
+            self.leases.granted(keys.meta, asked_at)
+        return version
+
+    def _trusted(self, entry: SessionTail) -> bool:
+        """Current without asking Redis: a lease is held, no invalidation since contradicts
+        it, and it cannot expire unseen."""
+        inv, leases = self.invalidation, self.leases
+        return (inv is not None and leases is not None and not entry.meta.expires
+                and leases.live(entry.keys.meta)
+                and inv.trusts(entry.keys.meta, entry.meta.version, entry.checked))
 
     async def _import(self, session_id: str, namespace: str | None, user_id: str | None,
                       keys: SessionKeys) -> SessionTail | None:
@@ -322,8 +340,13 @@ class Engine:
             # Upstream first: if it fails, nothing changed anywhere.
             await self.handoff.delete(session_id, q.namespace, q.user_id)
             self.cache.drop(keys.logical)
-            await self.store.delete(keys)
+            await self._delete_stored(keys)
         return Answer(200, b'{"status":"ok"}')
+
+    async def _delete_stored(self, keys: SessionKeys) -> None:
+        revocation = await self.store.delete(keys)
+        if revocation.holders and self.leases is not None:
+            await self.leases.released(keys.meta, revocation)
 
     async def list_sessions(self, query: Mapping[str, str]) -> Answer:
         try:

@@ -2,9 +2,10 @@
 
 PUTs hand their Write to ``submit`` and get a future. The flusher takes everything queued
 (up to ``batch_max``), lingers up to ``linger`` seconds for stragglers when the queue was
-busy, sends one pipeline, and resolves each future with the session's new version, or
-with ``Conflict`` when the session changed since the write was planned (its owner
-re-plans), or with ``StoreUnavailable`` when Redis failed.
+busy, sends one pipeline, and resolves each future with the session's new version (once
+the read leases the write ended are released, see leases.py), or with ``Conflict`` when
+the session changed since the write was planned (its owner re-plans), or with
+``StoreUnavailable`` when Redis failed.
 
 The queue is bounded: when full, ``submit`` waits up to ``queue_wait`` seconds, then
 raises ``Overloaded`` (503 + Retry-After). ``close`` stops intake, flushes what is queued
@@ -21,6 +22,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
 
 from proxy.errors import Overloaded, StoreUnavailable
+from proxy.leases import Leases, Revocation
 from proxy.store import Store, Write
 from proxy.tasks import cancel_and_wait, spawn
 
@@ -54,6 +56,8 @@ class Flusher:
         self._busy = False  # a pipeline is in flight
         self.batches = 0  # pipelines sent, for tests and metrics
         self.writes = 0
+        self.leases: Leases | None = None  # set when read leases are on
+        self._releasing: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         self._task = spawn(self._run(), name="flusher")
@@ -124,16 +128,32 @@ class Flusher:
                 log.error("write to %s failed: %r", item.write.keys.logical, reply)
                 item.done.set_exception(StoreUnavailable("redis write failed"))
             elif int(reply[0]) == 1:
-                item.done.set_result(int(reply[1]))
+                version = int(reply[1])
+                revocation = Revocation.from_reply(version, reply[2], reply[3])
+                if revocation.holders and self.leases is not None:
+                    task = spawn(self._resolve_when_released(item, revocation), "release")
+                    self._releasing.add(task)
+                    task.add_done_callback(self._releasing.discard)
+                else:
+                    item.done.set_result(version)
             else:
                 item.done.set_exception(Conflict(int(reply[1])))
+
+    async def _resolve_when_released(self, item: _Pending, revocation: Revocation) -> None:
+        assert self.leases is not None
+        try:
+            await self.leases.released(item.write.keys.meta, revocation)
+        finally:  # durable either way; the wait only orders it after other proxies' reads
+            if not item.done.done():
+                item.done.set_result(revocation.version)
 
     async def close(self, deadline: float) -> None:
         """Stop intake, flush what is queued within ``deadline`` seconds, then stop."""
         self._closing = True
         loop = asyncio.get_running_loop()
         until = loop.time() + deadline
-        while (self._busy or not self._queue.empty()) and loop.time() < until:
+        while (self._busy or self._releasing or not self._queue.empty()) \
+                and loop.time() < until:
             await asyncio.sleep(0.005)
         await cancel_and_wait(self._task)
         lost = 0

@@ -30,16 +30,21 @@ class SessionKeys:
     meta: str  # hash: version, counts, token total, digests, session-level document
     messages: str  # list: canonical JSON of each message, in stored order
     tokens: str  # string: token count of each message as little-endian uint32
+    leases: str  # hash: read-lease holder id -> lease end (ms, Redis clock); see leases.py
 
     @classmethod
     def build(cls, prefix: str, logical: str) -> SessionKeys:
         tag = hashlib.blake2b(logical.encode(), digest_size=10).hexdigest()
         base = f"{prefix}:{{{tag}}}"
-        return cls(logical, f"{base}:meta", f"{base}:msgs", f"{base}:toks")
+        return cls(logical, f"{base}:meta", f"{base}:msgs", f"{base}:toks", f"{base}:rl")
 
     @property
     def upstream(self) -> str:
         return f"{UPSTREAM_PREFIX}:{self.logical}"
 
     def all(self) -> tuple[str, str, str]:
+        """The keys holding the session's data."""
         return self.meta, self.messages, self.tokens
+
+    def for_scripts(self) -> tuple[str, str, str, str]:
+        return self.meta, self.messages, self.tokens, self.leases

@@ -11,14 +11,22 @@ session that reached n for its own, and serve or append to the wrong messages. (
 to one session take more than a microsecond each, so a session never counts past the
 clock.) The writer choosing it lets a buffered proxy know the version before it lands.
 
-Every write and delete PUBLISHes "<meta key> <new version>" on ``<prefix>:invalidate``
-(version 0 for a delete) so other proxies drop their cached tails (invalidation.py).
+Read leases (leases.py): a proxy that reads a session registers itself in the session's
+lease hash (holder id -> expiry, Redis clock in ms) and then serves reads from its cache
+without asking Redis until the lease ends. Every write and delete ends the other holders'
+leases, PUBLISHes "<new version> <revoked holders, comma-separated, or -> <meta key>" on
+``<prefix>:invalidate`` (version 0 for a delete) and returns how long the longest revoked
+lease had left; the writer acknowledges only once each revoked holder has announced that
+it dropped the old version, or that time has passed. A write also grants its writer a
+lease: its cache holds what it just wrote.
 
-Common arguments: KEYS = meta, messages, tokens. ARGV[1] = expected version ("0" for a
-session that must not exist yet, "*" for any), ARGV[2] = ttl ("" keeps any TTL, like the
-upstream's JSON.SET), ARGV[3] = packed token counts, ARGV[4] = number F of meta field
-pairs, ARGV[5] = the version to create the session at, ARGV[6 .. 5+2F] = meta fields,
-then the messages.
+Common arguments: KEYS = meta, messages, tokens, leases. ARGV[1] = expected version ("0"
+for a session that must not exist yet, "*" for any), ARGV[2] = ttl ("" keeps any TTL, like
+the upstream's JSON.SET), ARGV[3] = packed token counts, ARGV[4] = number F of meta field
+pairs, ARGV[5] = the version to create the session at, ARGV[6] = the writer's holder id,
+ARGV[7] = lease length in ms (0: none), ARGV[8 .. 7+2F] = meta fields, then the messages.
+Writes return {1, new version, ms left on revoked leases, revoked holders} or, refused,
+{0, current version}.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ _PRELUDE = """
 local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
 if ARGV[1] ~= '*' and v ~= tonumber(ARGV[1]) then return {0, v} end
 local nf = tonumber(ARGV[4])
-local first = 6 + 2 * nf
+local first = 8 + 2 * nf
 local pttl = redis.call('PTTL', KEYS[1])
 local nv = v + 1
 if v == 0 then nv = tonumber(ARGV[5]) end
@@ -40,10 +48,42 @@ for i = first, #ARGV, 4000 do
 end
 """
 
-_FINISH = """
+# Ends every lease but the writer's; returns the live ones ended, the most ms one had
+# left, and Redis's clock in ms.
+# Numbers go through string.format: Lua prints large numbers in exponent form.
+_REVOKE = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function revoke(writer)
+  local now = now_ms()
+  local held = redis.call('HGETALL', KEYS[4])
+  local others, revoked, wait = {}, {}, 0
+  for i = 1, #held, 2 do
+    if held[i] ~= writer then
+      others[#others + 1] = held[i]
+      local left = tonumber(held[i + 1]) - now
+      if left > 0 then
+        revoked[#revoked + 1] = held[i]
+        if left > wait then wait = left end
+      end
+    end
+  end
+  if #others > 0 then redis.call('HDEL', KEYS[4], unpack(others)) end
+  return revoked, wait, now
+end
+local function announce(version, revoked)
+  local holders = #revoked > 0 and table.concat(revoked, ',') or '-'
+  redis.call('PUBLISH', string.match(KEYS[1], '^(.*):{') .. ':invalidate',
+    string.format('%.0f', version) .. ' ' .. holders .. ' ' .. KEYS[1])
+end
+"""
+
+_FINISH = _REVOKE + """
 -- 'x' tells readers whether the session can expire (expiry publishes nothing)
 local expires = (ARGV[2] ~= '' or pttl > 0) and '1' or '0'
-redis.call('HSET', KEYS[1], 'v', nv, 'x', expires, unpack(ARGV, 6, first - 1))
+redis.call('HSET', KEYS[1], 'v', nv, 'x', expires, unpack(ARGV, 8, first - 1))
 if ARGV[2] ~= '' then
   local ttl = tonumber(ARGV[2])
   for k = 1, 3 do redis.call('EXPIRE', KEYS[k], ttl) end
@@ -52,9 +92,14 @@ elseif pttl > 0 then
   redis.call('PEXPIRE', KEYS[2], pttl)
   redis.call('PEXPIRE', KEYS[3], pttl)
 end
-redis.call('PUBLISH', string.match(KEYS[1], '^(.*):{') .. ':invalidate',
-  KEYS[1] .. ' ' .. string.format('%.0f', nv))  -- '..' alone would print 14 digits
-return {1, nv}
+local revoked, wait, now = revoke(ARGV[6])
+local lease = tonumber(ARGV[7])
+if ARGV[6] ~= '' and lease > 0 then
+  redis.call('HSET', KEYS[4], ARGV[6], string.format('%.0f', now + lease))
+  redis.call('PEXPIRE', KEYS[4], lease)
+end
+announce(nv, revoked)
+return {1, nv, wait, table.concat(revoked, ',')}
 """
 
 APPEND = _PRELUDE + _PUSH + """
@@ -67,10 +112,26 @@ redis.call('DEL', KEYS[2], KEYS[3])
 if ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3]) end
 """ + _FINISH
 
-# KEYS as above; returns the index member of the deleted session (or false).
-DELETE = """
-local member = redis.call('HGET', KEYS[1], 'ix')
+# KEYS as above, ARGV[1] = the deleting proxy's holder id; returns {index member of the
+# deleted session or '', ms left on revoked leases, revoked holders}.
+DELETE = _REVOKE + """
+local member = redis.call('HGET', KEYS[1], 'ix') or ''
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
-redis.call('PUBLISH', string.match(KEYS[1], '^(.*):{') .. ':invalidate', KEYS[1] .. ' 0')
-return member
+local revoked, wait = revoke(ARGV[1])
+redis.call('DEL', KEYS[4])
+announce(0, revoked)
+return {member, wait, table.concat(revoked, ',')}
+"""
+
+# KEYS = meta, leases; ARGV = holder id, lease length in ms. Grants the lease when the
+# session exists; returns its version (0: none).
+LEASE = """
+local v = redis.call('HGET', KEYS[1], 'v')
+if not v then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease = tonumber(ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[1], string.format('%.0f', now + lease))
+if redis.call('PTTL', KEYS[2]) < lease then redis.call('PEXPIRE', KEYS[2], lease) end
+return v
 """

@@ -33,6 +33,7 @@ from redis.asyncio.client import Pipeline
 
 from proxy import scripts
 from proxy.keys import SessionKeys, logical_key
+from proxy.leases import Revocation
 
 TOKEN = array.array("I").itemsize
 
@@ -125,18 +126,31 @@ class Snapshot:
 
 
 class Store:
-    def __init__(self, redis: aioredis.Redis, prefix: str) -> None:
+    def __init__(self, redis: aioredis.Redis, prefix: str, holder: str = "",
+                 lease_ms: int = 0) -> None:
         self.redis = redis
         self.prefix = prefix
+        self.holder = holder  # this proxy's read-lease holder id (leases.py)
+        self.lease_ms = lease_ms
         self.index_key = f"{prefix}:index"
         self.expiry_key = f"{prefix}:expiry"
         self._append = redis.register_script(scripts.APPEND)
         self._rewrite = redis.register_script(scripts.REWRITE)
         self._delete = redis.register_script(scripts.DELETE)
+        self._lease = redis.register_script(scripts.LEASE)
         self.scripts_loaded = False
 
     def keys(self, logical: str) -> SessionKeys:
         return SessionKeys.build(self.prefix, logical)
+
+    async def version(self, keys: SessionKeys) -> int:
+        """The session's version (0: none)."""
+        return int(await self.redis.hget(keys.meta, "v") or 0)
+
+    async def lease(self, keys: SessionKeys) -> int:
+        """The session's version (0: none), and a read lease on it when it exists."""
+        return int(await self._lease(keys=[keys.meta, keys.leases],
+                                     args=[self.holder, self.lease_ms]))
 
     async def meta(self, keys: SessionKeys) -> Meta | None:
         raw = cast(dict[bytes, bytes], await self.redis.hgetall(keys.meta))
@@ -174,7 +188,7 @@ class Store:
 
     async def load_scripts(self) -> None:
         """SCRIPT LOAD the write scripts (again after a Redis restart lost them)."""
-        for script in (self._append, self._rewrite, self._delete):
+        for script in (self._append, self._rewrite, self._delete, self._lease):
             await self.redis.script_load(script.script)
         self.scripts_loaded = True
 
@@ -184,10 +198,10 @@ class Store:
         fields = write.meta.fields()
         expected = "*" if write.expected_version is None else write.expected_version
         args = [expected, ttl, pack_tokens(write.tokens), len(fields) // 2,
-                write.creation_version, *fields, *write.messages]
+                write.creation_version, self.holder, self.lease_ms, *fields, *write.messages]
         script = self._rewrite if write.rewrite else self._append
         # EVALSHA alone: scripts are loaded once (load_scripts), not checked per pipeline.
-        pipe.evalsha(script.sha, 3, *write.keys.all(), *args)
+        pipe.evalsha(script.sha, 4, *write.keys.for_scripts(), *args)
         count = 1  # the script; the rest is index upkeep
         member = write.meta.index_member
         drop = [write.stale_member] if write.stale_member not in (b"", member) else []
@@ -206,14 +220,16 @@ class Store:
             count += 2
         return count
 
-    async def delete(self, keys: SessionKeys) -> bool:
-        member = await self._delete(keys=list(keys.all()))
+    async def delete(self, keys: SessionKeys) -> Revocation:
+        """Delete the session; returns the read leases that ended with it."""
+        member, wait_ms, holders = await self._delete(keys=list(keys.for_scripts()),
+                                                      args=[self.holder])
         if member:
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.zrem(self.index_key, member)
                 pipe.zrem(self.expiry_key, member)
                 await pipe.execute()
-        return bool(member)
+        return Revocation.from_reply(0, wait_ms, holders)
 
     async def list_sessions(self, namespace: str | None, user_id: str | None,
                             limit: int, offset: int, now: float) -> tuple[list[str], int]:

@@ -135,8 +135,9 @@ async def test_ttl_renewal_and_delete_are_constant_work(
     await put(proxy, "big", {"messages": history, "ttl_seconds": 600})
     renew = await meter.read()
     assert renew.bytes_in < 2 * KB and renew.count("expire") == 3, renew
-    # script, version, TTL read, one HSET, 3 EXPIRE, the invalidation PUBLISH, index upkeep
-    assert renew.total_calls <= 11, renew.calls
+    # script, version, TTL read, one HSET, 3 EXPIRE, the invalidation PUBLISH, index upkeep,
+    # and the read leases: clock, holders, the writer's own lease and its expiry
+    assert renew.total_calls <= 15, renew.calls
     for key in keys.all():
         assert 590 < await own_client.ttl(key) <= 600
 
@@ -144,7 +145,8 @@ async def test_ttl_renewal_and_delete_are_constant_work(
     resp = await proxy.delete(f"{WM}big")
     assert resp.status == 200
     deleted = await meter.read()
-    assert deleted.total_calls <= 8 and deleted.bytes_in < 1 * KB, deleted
+    # + the read leases: clock and holders
+    assert deleted.total_calls <= 10 and deleted.bytes_in < 1 * KB, deleted
     assert not await own_client.exists(*keys.all())
     assert (await proxy.get(f"{WM}big")).status == 404
     print(f"\nTTL renewal {renew}; DELETE {deleted}")

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from load.common import bucket, history, put_body
 from load.floor import create_app as create_floor
-from load.locustrun import LOCUSTFILE, locust_exe, run_locust
+from load.locustrun import LOCUSTFILE, locust_exe, read_timings, run_locust
 from load.profile import parse_collapsed
 from load.report import Meta, plot, write_markdown
 from load.sampling import OPS, SizePlan, sample_sizes
@@ -92,3 +92,8 @@ def test_locust_run_names_requests_by_size_bucket(upstream: Service, tmp_path: P
     names = {r.name for r in rows}
     assert {"PUT seed [500-1k]", "PUT full [500-1k]", "GET recent [500-1k]"} <= names
     assert all(r.failures == 0 for r in rows)
+    # Exact times, one per counted request, are where the percentiles come from.
+    exact = read_timings(tmp_path / "upstream-FullPutUser-1u.timings.csv")
+    loop = next(r for r in rows if r.name == "PUT full [500-1k]")
+    assert loop.count > 0 and len(exact[loop.name]) == loop.count
+    assert loop.p50 == percentile(exact[loop.name], 50)

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from proxy.localstack import Service
-from tests.differential import WM, Sides, assert_same, upstream_keys
+from tests.differential import WM, Sides, assert_same, stored_keys, upstream_keys
 
 text = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
 words = st.sampled_from(["hi", "  ", "", "one two three", "é ✓", "\n", "x" * 40])
@@ -124,11 +124,11 @@ async def test_fuzz_put_then_get(direct: aiohttp.ClientSession, proxy: TestClien
                                  get_qs: str) -> None:
     sides = Sides(direct, proxy)  # a fresh session id per example
     sid = f"SIDE-f{next(counter)}"
-    before = set(await redis_client.keys("amp:*"))
+    before = await stored_keys(redis_client)
     want, got = await sides.both("PUT", f"{WM}{sid}?{put_qs}", body, content_type)
     assert_same(want, got, f"PUT ?{put_qs} {content_type} {body!r}")
     if want.status != 200:
-        assert set(await redis_client.keys("amp:*")) == before
+        assert await stored_keys(redis_client) == before
         assert await upstream_keys(up_redis, f"working_memory:*{sides.tokens['proxy']}*") == []
     assert await upstream_keys(up_redis, "working_memory:*amp-scratch-*") == []
     want, got = await sides.both("GET", f"{WM}{sid}?{get_qs}")

@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
 from proxy.keys import SessionKeys
+from proxy.leases import Revocation
 from proxy.store import Meta, Store, Write, index_member
 from tests.engine_fixtures import WM, msg
 
@@ -34,7 +35,7 @@ async def run(store: Store, w: Write) -> Any:
         await store.load_scripts()  # as the flusher does before its first pipeline
     async with store.redis.pipeline(transaction=False) as pipe:
         store.queue_write(pipe, w)
-        return (await pipe.execute())[0]
+        return (await pipe.execute())[0][:2]  # applied?, version (leases: see below)
 
 
 async def test_writes_are_conditional_on_the_version(redis_client: aioredis.Redis) -> None:
@@ -80,9 +81,32 @@ async def test_delete_removes_the_session_and_its_index_entry(
     store = Store(redis_client, "t")
     await run(store, write(store, "s", [b"1"], version=0, rewrite=True, ttl=100))
     assert await store.list_sessions(None, None, 10, 0, 0.0) == (["s"], 1)
-    assert await store.delete(store.keys("s")) is True
+    assert await store.delete(store.keys("s")) == Revocation(0, (), 0.0)
     assert await redis_client.keys("t:*") == []
-    assert await store.delete(store.keys("s")) is False
+    assert await store.delete(store.keys("s")) == Revocation(0, (), 0.0)  # nothing left
+
+
+async def test_writes_and_deletes_end_other_holders_leases(
+        redis_client: aioredis.Redis) -> None:
+    mine, theirs = Store(redis_client, "t", "me", 5000), Store(redis_client, "t", "them", 5000)
+    keys = mine.keys("s")
+    assert await theirs.lease(keys) == 0  # no session: no lease
+    assert not await redis_client.exists(keys.leases)
+    _, version = await run(mine, write(mine, "s", [b"1"], version=0, rewrite=True))
+    assert await theirs.lease(keys) == version
+    assert set(await redis_client.hkeys(keys.leases)) == {b"me", b"them"}
+    # A write by "me" ends "them"'s lease (about 5 s left) and keeps its own.
+    pipe = redis_client.pipeline(transaction=False)
+    mine.queue_write(pipe, write(mine, "s", [b"2"], version=version, rewrite=False))
+    ok, new_version, wait_ms, holders = (await pipe.execute())[0]
+    assert (ok, new_version, holders) == (1, version + 1, b"them")
+    assert 4000 < wait_ms <= 5000
+    assert await redis_client.hkeys(keys.leases) == [b"me"]
+    assert 4000 < await redis_client.pttl(keys.leases) <= 5000
+    # A delete by "them" ends "me"'s.
+    revocation = await theirs.delete(keys)
+    assert revocation.holders == ("me",) and 4.0 < revocation.wait_s <= 5.0
+    assert not await redis_client.exists(keys.leases)
 
 
 async def test_list_drops_expired_sessions(redis_client: aioredis.Redis) -> None:
