@@ -61,8 +61,9 @@ def read_timings(path: Path) -> dict[str, list[float]]:
 
 def parse_stats(path: Path, target: str, user_class: str, users: int,
                 timings: dict[str, list[float]] | None = None) -> list[LocustRow]:
-    """Locust's per-name statistics; percentiles from ``timings`` where it has the name
-    (Locust's own are rounded to whole milliseconds)."""
+    """Locust's per-name statistics; counts and percentiles from ``timings`` where it has
+    the name (Locust's own percentiles are rounded to whole milliseconds, and its CSV can
+    miss the requests of a run's last second)."""
     rows: list[LocustRow] = []
     with open(path, newline="") as f:
         for rec in csv.DictReader(f):
@@ -71,8 +72,9 @@ def parse_stats(path: Path, target: str, user_class: str, users: int,
             exact = (timings or {}).get(rec["Name"])
             p50, p95, p99 = ([percentile(exact, q) for q in (50, 95, 99)] if exact else
                              [_num(rec["50%"]), _num(rec["95%"]), _num(rec["99%"])])
+            count = len(exact) if exact else int(rec["Request Count"])
             rows.append(LocustRow(
-                target, user_class, users, rec["Name"], int(rec["Request Count"]),
+                target, user_class, users, rec["Name"], count,
                 int(rec["Failure Count"]), p50, p95, p99, float(rec["Requests/s"] or 0.0),
             ))
     return rows
