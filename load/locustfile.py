@@ -65,18 +65,20 @@ REQUEST_TIMEOUT = 120.0
 _timings: list[tuple[str, float]] = []  # (request name, ms) since the statistics started
 
 
-@events.request.add_listener
 def _record(name: str, response_time: float, exception: Exception | None = None,
             **_: object) -> None:
     if TIMINGS and exception is None:
         _timings.append((name, response_time))
 
 
-@events.quitting.add_listener
 def _write_timings(**_: object) -> None:
     if TIMINGS:
         with open(TIMINGS, "w") as out:
             out.writelines(f"{name},{ms:.4f}\n" for name, ms in _timings)
+
+
+events.request.add_listener(_record)
+events.quitting.add_listener(_write_timings)
 
 
 _users_seeded = 0
@@ -113,6 +115,9 @@ class _SessionUser(FastHttpUser):
     def on_start(self) -> None:
         self._new_session()
         _seeded(self)
+        # A think time before the first turn too: users that all finished seeding together
+        # would otherwise send their first PUTs in one burst, unlike independent agents.
+        self.wait()  # type: ignore[no-untyped-call]
 
     def _put_full(self, name: str) -> None:
         body = put_body(self.session_id, self.messages)
