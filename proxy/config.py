@@ -76,7 +76,7 @@ class Settings:
     )
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
     read_lease_ms: int = field(
-        default=1000,
+        default=5000,
         metadata={"help": "how long a read lease lets this proxy answer a session's reads "
                   "from its cache without asking Redis; a write through another proxy ends "
                   "it and waits for this proxy to drop the old copy (at most this long if "

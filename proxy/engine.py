@@ -267,6 +267,9 @@ class Engine:
             first = max(0, entry.count - limit) if limit else 0
             covered = entry.covers(first) or entry.count > self.cache.max_messages
             if covered and self._trusted(entry):
+                assert self.leases is not None
+                self.leases.renew_if_due(keys.meta, entry.meta.version,
+                                         lambda: self.store.lease(keys))
                 return entry
             since = self._seen()
             version = await self._check_version(keys)
@@ -345,8 +348,10 @@ class Engine:
 
     async def _delete_stored(self, keys: SessionKeys) -> None:
         revocation = await self.store.delete(keys)
-        if revocation.holders and self.leases is not None:
-            await self.leases.released(keys.meta, revocation)
+        if self.leases is not None:
+            self.leases.ended(keys.meta)  # the delete took this proxy's lease along
+            if revocation.holders:
+                await self.leases.released(keys.meta, revocation)
 
     async def list_sessions(self, query: Mapping[str, str]) -> Answer:
         try:

@@ -17,10 +17,17 @@ always stops trusting before the writer stops waiting.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from cachetools import LRUCache
+from redis.exceptions import RedisError
+
+from proxy.tasks import spawn
+
+log = logging.getLogger("proxy.leases")
 
 MARGIN = 0.9  # the holder trusts a lease for this share of its length
 REMEMBERED = 100_000  # leases held, and releases seen before their writer asked
@@ -48,6 +55,7 @@ class Leases:
         self._until: LRUCache[str, float] = LRUCache(REMEMBERED)  # meta key -> deadline
         self._waiting: dict[tuple[str, int, str], asyncio.Future[None]] = {}
         self._released: LRUCache[tuple[str, int, str], bool] = LRUCache(REMEMBERED)
+        self._renewing: set[str] = set()
 
     # --- the holder's side ----------------------------------------------------------
 
@@ -58,6 +66,30 @@ class Leases:
     def granted(self, meta_key: str, asked_at: float) -> None:
         """Redis granted a lease asked for at monotonic time ``asked_at``."""
         self._until[meta_key] = asked_at + self.length_ms / 1000 * MARGIN
+
+    def renew_if_due(self, meta_key: str, version: int,
+                     ask: Callable[[], Awaitable[int]]) -> None:
+        """Past half its length, renew a lease in the background (``ask`` takes one and
+        returns the session's version), so a session read steadily never waits for one."""
+        until = self._until.get(meta_key)
+        if until is None or meta_key in self._renewing:
+            return
+        if until - time.monotonic() > self.length_ms / 1000 * MARGIN / 2:
+            return
+        self._renewing.add(meta_key)
+        spawn(self._renew(meta_key, version, ask), name="lease renewal")
+
+    async def _renew(self, meta_key: str, version: int,
+                     ask: Callable[[], Awaitable[int]]) -> None:
+        try:
+            asked_at = time.monotonic()
+            # An unchanged version means no write came between: the cached copy stays good.
+            if await ask() == version:
+                self.granted(meta_key, asked_at)
+        except (RedisError, OSError) as exc:  # the next read checks in Redis instead
+            log.debug("lease renewal failed: %r", exc)
+        finally:
+            self._renewing.discard(meta_key)
 
     def ended(self, meta_key: str) -> None:
         self._until.pop(meta_key, None)

@@ -185,3 +185,38 @@ async def test_a_release_announced_before_the_writer_asks_is_kept() -> None:
     started = time.monotonic()
     await leases.released("k", Revocation(6, ("other",), 0.2))
     assert time.monotonic() - started >= 0.2
+
+
+async def test_a_deleted_session_recreated_elsewhere_is_not_trusted_on_an_old_lease(
+        proxy_factory: ProxyFactory) -> None:
+    a, b = await _leased(proxy_factory, read_lease_ms=1000)
+    assert await put(a, "again", {"messages": msgs(3)}) == 200  # A holds a lease
+    assert (await a.delete("/v1/working-memory/again")).status == 200  # and ends it
+    # From here on A hears announcements late (they queue up), as under a slow network.
+    inv = a.server.app[ENGINE].invalidation
+    assert inv is not None
+    late: list[bytes] = []
+    inv._receive = late.append  # type: ignore[method-assign]
+    assert await put(b, "again", {"messages": msgs(4)}) == 200
+    assert await messages(a, "again") == msgs(4)
+    assert await messages(a, "again") == msgs(4)
+    # Only a lease A really holds in Redis may spare it the version check: B's write
+    # must either name A (and wait for it) or find A checking.
+    assert await put(b, "again", {"messages": msgs(5)}) == 200
+    assert await messages(a, "again") == msgs(5)
+    assert late  # the announcements were held back indeed
+
+
+async def test_a_steadily_read_session_renews_its_lease_in_the_background(
+        proxy_factory: ProxyFactory, redis_client: aioredis.Redis) -> None:
+    (a, _) = await _leased(proxy_factory, read_lease_ms=400)
+    assert await put(a, "steady", {"messages": msgs(3)}) == 200
+    leases = a.server.app[ENGINE].leases
+    meta = SessionKeys.build("amp", "steady").meta
+    for _ in range(12):  # 1.2 s of reads, three lease lengths
+        assert await messages(a, "steady", "recent_messages_limit=2") == msgs(3)[-2:]
+        assert leases.live(meta)
+        await asyncio.sleep(0.1)
+    # Renewed in Redis too: a writer elsewhere would have to wait for A's release.
+    assert await redis_client.hkeys(SessionKeys.build("amp", "steady").leases) == [
+        a.server.app[ENGINE].store.holder.encode()]
