@@ -26,11 +26,13 @@ def _finished(task: asyncio.Task[Any]) -> None:
 
 
 async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
-    """Cancel a background task and wait until it has stopped."""
+    """Cancel a background task and wait until it has stopped.
+
+    Cancels again while it runs on: a cancellation that lands inside a client library can
+    come out as that library's own error (redis-py turns some into connection or timeout
+    errors), which a task's loop then handles like any failure and carries on."""
     if task is None:
         return
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        pass
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
