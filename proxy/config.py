@@ -54,7 +54,10 @@ class Settings:
         metadata={"help": "flushed: PUT answers once durable in Redis; buffered: at once"},
     )
     flush_interval_ms: float = field(
-        default=2.0, metadata={"help": "longest a write waits for its group commit"}
+        default=0.0,
+        metadata={"help": "when writes are already queued, how long the flusher waits for more "
+                  "to join them (0: send at once; writes arriving meanwhile form the next "
+                  "pipeline)"},
     )
     flush_batch_max: int = field(
         default=256, metadata={"help": "writes per Redis pipeline before flushing early"}
@@ -90,11 +93,11 @@ class Settings:
         _check_url("upstream_url", self.upstream_url, ("http", "https"))
         _check_url("redis_url", self.redis_url, ("redis", "rediss", "unix"))
         _check_range("port", self.port, 0, 65535)
-        for name in ("upstream_timeout", "upstream_connect_timeout", "flush_interval_ms"):
+        for name in ("upstream_timeout", "upstream_connect_timeout"):
             _check_range(name, getattr(self, name), 1e-6, None)
         for name in ("max_body_bytes", "flush_batch_max", "queue_max", "cache_max_messages"):
             _check_range(name, getattr(self, name), 1, None)
-        for name in ("queue_wait_ms", "cache_max_bytes", "shutdown_timeout"):
+        for name in ("queue_wait_ms", "cache_max_bytes", "shutdown_timeout", "flush_interval_ms"):
             _check_range(name, getattr(self, name), 0, None)
         _check_range("read_lease_ms", self.read_lease_ms, 0, 60_000)
         if self.ack_mode not in ACK_MODES:
