@@ -5,8 +5,9 @@ Costs follow what changed or what was asked for, never the transcript's length:
 * PUT dumps the body's messages once (C) and compares the session's stored prefix by
   digest (C). When the body only appends, just the new messages are encoded, counted
   and written. Anything else is detected and rewritten whole.
-* GET of the last k messages slices the cached tail, after an O(1) version check, or
-  reads only that tail from Redis.
+* GET of the last k messages slices the cached tail (no Redis command while this proxy holds
+  a read lease, see leases.py, else one O(1) version check), or reads only that tail from
+  Redis.
 * Token totals run with the session, so truncation and percentages cost O(returned).
 
 Requests the fast path cannot answer exactly raise ``HandOff`` (see handoff.py).
