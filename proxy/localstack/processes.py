@@ -6,6 +6,7 @@ also stops anything it spawned) and is stopped by ``ProcessGroup.stop``.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -15,11 +16,12 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from proxy.localstack.install import Stack
+from proxy.localstack.install import Stack, ensure_stack
 
 log = logging.getLogger("proxy.localstack")
 
@@ -130,7 +132,11 @@ def start_redis(group: ProcessGroup, stack: Stack, name: str = "redis",
     return group.start(name, cmd, f"redis://127.0.0.1:{port}", _tcp_answers(port), env)
 
 
-def upstream_env(stack: Stack, redis_url: str) -> dict[str, str]:
+def upstream_env(stack: Stack, redis_url: str,
+                 extra_env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The upstream's settings: auth and long-term memory off unless ``extra_env`` (e.g.
+    ``DISABLE_AUTH=false AUTH_MODE=token``, ``LONG_TERM_MEMORY=true OPENAI_API_BASE=...``)
+    says otherwise."""
     return {
         "REDIS_URL": redis_url,
         "TIKTOKEN_CACHE_DIR": str(stack.tiktoken_cache),
@@ -138,15 +144,62 @@ def upstream_env(stack: Stack, redis_url: str) -> dict[str, str]:
         "DISABLE_AUTH": "true",
         "OPENAI_API_KEY": "sk-unused",
         "LOG_LEVEL": "WARNING",
+        **(extra_env or {}),
     }
 
 
 def start_upstream(group: ProcessGroup, stack: Stack, redis_url: str,
-                   port: int | None = None, name: str = "upstream") -> Service:
-    """The real agent-memory-server, answering once /v1/health does (~5 s)."""
+                   port: int | None = None, name: str = "upstream",
+                   version: str | None = None,
+                   extra_env: Mapping[str, str] | None = None) -> Service:
+    """The real agent-memory-server, answering once /v1/health does (~5 s).
+
+    ``version`` picks another installed upstream than ``stack``'s (installing it first if
+    needed); ``extra_env`` is added to its environment."""
+    if version and version != stack.version:
+        stack = ensure_stack(stack.root, version=version)
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
-    cmd = [str(stack.agent_memory), "api", "--host", "127.0.0.1", "--port", str(port),
+    cmd = [*stack.cli, "api", "--host", "127.0.0.1", "--port", str(port),
            "--task-backend", "asyncio"]
     return group.start(name, cmd, url, http_ok(url + "/v1/health"),
-                       upstream_env(stack, redis_url), timeout=90)
+                       upstream_env(stack, redis_url, extra_env), timeout=90)
+
+
+def run_upstream_cli(stack: Stack, redis_url: str, *args: str,
+                     extra_env: Mapping[str, str] | None = None,
+                     timeout: float = 60.0) -> str:
+    """Run the upstream's ``agent-memory <args>`` against ``redis_url``; its stdout.
+    Raises ``RuntimeError`` with the output when it exits non-zero."""
+    result = subprocess.run(
+        [*stack.cli, *args], capture_output=True, text=True, timeout=timeout, check=False,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, **upstream_env(stack, redis_url, extra_env)},
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"agent-memory {' '.join(args)} exited {result.returncode}:\n"
+                           f"{result.stdout[-2000:]}{result.stderr[-2000:]}")
+    return result.stdout
+
+
+def add_token(stack: Stack, redis_url: str, description: str = "test",
+              expires_days: int | None = None, token: str | None = None) -> dict[str, Any]:
+    """``agent-memory token add --format json``: a bearer token the upstream accepts in
+    ``AUTH_MODE=token``. Returns ``{"token", "description", "created_at", "expires_at",
+    "hash"}`` (the same keys in 0.14.0 and 0.15.2)."""
+    args = ["token", "add", "--description", description, "--format", "json"]
+    if expires_days is not None:
+        args += ["--expires-days", str(expires_days)]
+    if token is not None:
+        args += ["--token", token]
+    out = run_upstream_cli(stack, redis_url, *args)
+    # The JSON document is the last line; anything before it is log output.
+    last = out.strip().splitlines()[-1]
+    data: dict[str, Any] = json.loads(last)
+    return data
+
+
+def reported_version(url: str) -> str:
+    """The version a running upstream reports: ``info.version`` of its OpenAPI document."""
+    with urllib.request.urlopen(url + "/openapi.json", timeout=5) as resp:
+        return str(json.load(resp)["info"]["version"])

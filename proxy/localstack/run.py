@@ -1,4 +1,5 @@
-"""``agent-memory-proxy up``: the whole local stack in one command, stopped by Ctrl-C."""
+"""``agent-memory-proxy up``: the whole local stack in one command, stopped by Ctrl-C.
+The upstream version is ``$AMP_UPSTREAM_VERSION`` (default ``DEFAULT_VERSION``)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ def run_local_stack(settings: Settings) -> int:
         proxy_redis = start_redis(group, stack, "proxy-redis", modules=False)
         settings = dataclasses.replace(settings, upstream_url=upstream.url,
                                        redis_url=proxy_redis.url)
-        print(f"upstream agent-memory-server: {upstream.url}  (Redis {upstream_redis.url})")
+        print(f"upstream agent-memory-server {stack.version}: {upstream.url}  "
+              f"(Redis {upstream_redis.url})")
         print(f"proxy Redis:                  {proxy_redis.url}")
         print(f"agent-memory-proxy:           http://{settings.host}:{settings.port}")
         print("Ctrl-C stops everything.", flush=True)
