@@ -13,7 +13,8 @@ from dataclasses import fields
 
 from aiohttp import web
 
-from proxy.config import ENV_PREFIX, Settings, SettingsError
+from proxy.config import ENV_PREFIX, Settings
+from proxy.errors import SettingsError
 
 log = logging.getLogger("proxy")
 

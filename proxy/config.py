@@ -7,7 +7,6 @@ Nothing else in the package reads ``os.environ``.
 
 from __future__ import annotations
 
-import dataclasses
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -15,13 +14,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from proxy.errors import SettingsError
+
 ENV_PREFIX = "AMP_"
 ACK_MODES = ("flushed", "buffered")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-
-
-class SettingsError(ValueError):
-    """A setting is missing or malformed; the message names the key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,9 +131,6 @@ class Settings:
                 raise SettingsError(f"{key}: unknown setting")
             values[key] = _coerce(key, known[key].default, value)
         return cls(**values)
-
-    def describe(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

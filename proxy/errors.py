@@ -1,17 +1,36 @@
-"""The proxy's exception tree, mapped to HTTP answers in one middleware (``app.py``).
+"""Every exception the proxy raises, in one tree; ``http/middleware.py`` maps it to answers.
 
-    ProxyError                      (500)
-    +-- UpstreamError               (502)  upstream refused or broke the connection
-    |   +-- UpstreamTimeout         (504)  upstream too slow
-    +-- StoreUnavailable            (503)  the proxy's Redis does not answer
-    +-- Overloaded                  (503 + Retry-After)  write queue full
-    +-- PayloadTooLarge             (413)
+    ProxyError
+    +-- HttpError                       answer with this HTTP error ({"detail": ...})
+    |   +-- InvalidRequest      (422)   the proxy's own routes: a body it cannot accept
+    |   +-- PayloadTooLarge     (413)
+    |   +-- UpstreamError       (502)   upstream unreachable, or refused a call of our own
+    |   |   +-- UpstreamTimeout (504)   upstream too slow
+    |   +-- StoreUnavailable    (503)   the proxy's Redis does not answer
+    |   +-- Overloaded          (503 + Retry-After)  write queue full, or shutting down
+    +-- UseUpstream                     answer with the upstream's answer instead
+    |   +-- Unsupported                 the codec cannot answer exactly as the upstream would
+    |   +-- ForwardToUpstream           send the client's request on unchanged
+    +-- Conflict                        a write's base version moved on; the engine
+                                        re-plans, it never reaches a client
+    SettingsError (ValueError)          a setting is missing or malformed (start-up only)
 """
 
 from __future__ import annotations
 
+import orjson
+
+
+def detail_body(detail: str) -> bytes:
+    """The ``{"detail": ...}`` body every error answer carries, as the upstream's do."""
+    return orjson.dumps({"detail": detail})
+
 
 class ProxyError(Exception):
+    """Root of everything the proxy raises while serving a request."""
+
+
+class HttpError(ProxyError):
     status = 500
 
     def __init__(self, detail: str) -> None:
@@ -22,7 +41,19 @@ class ProxyError(Exception):
         return {}
 
 
-class UpstreamError(ProxyError):
+class InvalidRequest(HttpError):
+    status = 422
+
+    def __init__(self, detail: str, status: int = 422) -> None:
+        super().__init__(detail)
+        self.status = status
+
+
+class PayloadTooLarge(HttpError):
+    status = 413
+
+
+class UpstreamError(HttpError):
     status = 502
 
 
@@ -30,11 +61,11 @@ class UpstreamTimeout(UpstreamError):
     status = 504
 
 
-class StoreUnavailable(ProxyError):
+class StoreUnavailable(HttpError):
     status = 503
 
 
-class Overloaded(ProxyError):
+class Overloaded(HttpError):
     status = 503
 
     def __init__(self, detail: str, retry_after: int = 1) -> None:
@@ -45,5 +76,26 @@ class Overloaded(ProxyError):
         return {"Retry-After": str(self.retry_after)}
 
 
-class PayloadTooLarge(ProxyError):
-    status = 413
+class UseUpstream(ProxyError):
+    """The fast path cannot answer this exactly as the upstream would: the upstream does."""
+
+
+class Unsupported(UseUpstream):
+    """The codec's refusal: invalid, or valid but unusual. A PUT goes to the upstream for
+    validation; a read is forwarded."""
+
+
+class ForwardToUpstream(UseUpstream):
+    """Forward the client's request to the upstream as it came, and relay its answer."""
+
+
+class Conflict(ProxyError):
+    """The session's version moved on since the write was planned."""
+
+    def __init__(self, current_version: int) -> None:
+        super().__init__(current_version)
+        self.current_version = current_version
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the key."""

@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 import redis.asyncio as aioredis
+from aiohttp.test_utils import TestClient
 
 from proxy.localstack import ProcessGroup, Service, Stack, start_redis
 from tests.conftest import emptied_client
@@ -23,6 +25,7 @@ BIG = "context_window_max=100000000"  # keeps the upstream's summarization out o
 _T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 Message = dict[str, Any]
+Client = TestClient[Any, Any]
 
 
 def stamp(i: int) -> str:
@@ -90,3 +93,19 @@ class Meter:
                  if (name := k.removeprefix("cmdstat_")) != k and name not in _HOUSEKEEPING}
         return Usage(int(info["total_net_input_bytes"]), int(info["total_net_output_bytes"]),
                      calls)
+
+
+async def put(client: Client, sid: str, body: dict[str, Any]) -> int:
+    resp = await client.put(f"{WM}{sid}", data=orjson.dumps(body),
+                            headers={"Content-Type": "application/json"})
+    await resp.read()
+    return resp.status
+
+
+async def messages(client: Client, sid: str, query: str = "") -> list[Message] | None:
+    resp = await client.get(f"{WM}{sid}?{query}")
+    if resp.status == 404:
+        return None
+    assert resp.status == 200, await resp.text()
+    found: list[Message] = orjson.loads(await resp.read())["messages"]
+    return found

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from proxy.__main__ import main
-from proxy.config import Settings, SettingsError
+from proxy.config import Settings
+from proxy.errors import SettingsError
 
 EXAMPLE = Path(__file__).parent.parent / "config" / "proxy.example.toml"
 

@@ -1,0 +1,172 @@
+"""The in-memory tail of recent sessions: a ring buffer per session, one LRU for all.
+
+A session's cached tail is one bytes object (its recent messages' canonical JSON joined
+by commas) plus the start offset and token count of each message in C arrays, so a
+GET of the last k messages is one slice and an append is one concatenation: no
+per-message Python objects. All tails share one LRU bounded by total bytes; a tail with
+writes not yet in Redis (buffered mode) is pinned and never evicted.
+"""
+
+from __future__ import annotations
+
+import array
+from dataclasses import dataclass, field
+
+from cachetools import LRUCache
+
+from proxy.store.keys import SessionKeys
+from proxy.store.store import Meta
+
+_OVERHEAD = 512  # rough bytes of bookkeeping per entry
+
+
+@dataclass(slots=True)
+class SessionTail:
+    keys: SessionKeys
+    meta: Meta
+    start: int = 0  # session index of the first cached message
+    # Growable in place: an append costs its own bytes, not a copy of the session.
+    blob: bytearray = field(default_factory=bytearray)
+    base: int = 0  # offset in the original stream where blob[0] sits
+    offsets: array.array[int] = field(default_factory=lambda: array.array("Q"))
+    tokens: array.array[int] = field(default_factory=lambda: array.array("I"))
+    pending: int = 0  # writes acknowledged but not yet durable
+    checked: int = -1  # invalidation messages seen when this tail was last known current
+
+    @property
+    def count(self) -> int:
+        return self.meta.count
+
+    @property
+    def version(self) -> int:
+        return self.meta.version
+
+    @property
+    def expires(self) -> bool:
+        return self.meta.expires
+
+    def size(self) -> int:
+        return len(self.blob) + 12 * len(self.offsets) + len(self.meta.doc) + _OVERHEAD
+
+    def covers(self, first: int) -> bool:
+        return self.start <= first <= self.count
+
+    def joined(self, first: int) -> bytes:
+        """Comma-joined messages ``first`` .. the end (``first`` must be covered)."""
+        if first >= self.count:
+            return b""
+        return self._slice(self.offsets[first - self.start] - self.base, len(self.blob))
+
+    def _slice(self, start: int, stop: int) -> bytes:
+        return bytes(memoryview(self.blob)[start:stop])  # one copy, as bytes
+
+    def joined_range(self, first: int, stop: int) -> bytes:
+        """Comma-joined messages ``first`` .. ``stop - 1`` (both covered)."""
+        if stop >= self.count:
+            return self.joined(first)
+        start = self.offsets[first - self.start] - self.base
+        return self._slice(start, self.offsets[stop - self.start] - self.base - 1)
+
+    def messages_from(self, first: int) -> list[bytes]:
+        """Messages ``first`` .. the end as separate bytes (``first`` must be covered)."""
+        if first >= self.count:
+            return []
+        blob, base, offsets = self.blob, self.base, self.offsets
+        ends = [o - base - 1 for o in offsets[first - self.start + 1:]] + [len(blob)]
+        return [self._slice(o - base, end) for o, end in zip(offsets[first - self.start:], ends,
+                                                             strict=True)]
+
+    def tokens_from(self, first: int) -> array.array[int]:
+        return self.tokens[first - self.start:]
+
+    def extend(self, messages: list[bytes], tokens: list[int], cap: int) -> None:
+        """Append messages already counted in ``meta``; keep at most ``cap`` of them."""
+        if not messages:
+            return
+        position = self.base + len(self.blob)
+        joined = b",".join(messages)
+        if self.blob:
+            position += 1
+            self.blob += b","
+        self.blob += joined
+        for message in messages:
+            self.offsets.append(position)
+            position += len(message) + 1
+        self.tokens.extend(tokens)
+        self._trim(cap)
+
+    def reset(self, first: int, messages: list[bytes], tokens: list[int], cap: int) -> None:
+        """Replace the cached run with ``messages``, which start at session index ``first``."""
+        self.start, self.blob, self.base = first, bytearray(), 0
+        self.offsets = array.array("Q")
+        self.tokens = array.array("I")
+        self.extend(messages, tokens, cap)
+
+    def _trim(self, cap: int) -> None:
+        if self.pending:
+            return  # Redis does not hold these yet: keep them until they land
+        excess = len(self.offsets) - cap
+        # Trim in steps of a tenth so the memmove is amortised over many appends.
+        if excess <= 0 or (excess < cap // 10 and len(self.offsets) < 2 * cap):
+            return
+        cut = self.offsets[excess]
+        del self.blob[:cut - self.base]
+        self.base = cut
+        del self.offsets[:excess]
+        del self.tokens[:excess]
+        self.start += excess
+
+
+class SessionCache:
+    def __init__(self, max_bytes: int, max_messages: int) -> None:
+        self.max_messages = max_messages
+        self._lru: LRUCache[str, SessionTail] = LRUCache(
+            maxsize=max(max_bytes, 1), getsizeof=SessionTail.size)
+        self._pinned: dict[str, SessionTail] = {}
+        # meta key -> logical key, for invalidations (bounded: evicted tails leave names)
+        self._by_meta: LRUCache[str, str] = LRUCache(maxsize=1_000_000)
+
+    def get(self, logical: str) -> SessionTail | None:
+        entry = self._pinned.get(logical)
+        if entry is not None:
+            return entry
+        return self._lru.get(logical)
+
+    def put(self, entry: SessionTail) -> None:
+        """Insert or refresh (its size may have changed) an entry."""
+        key = entry.keys.logical
+        self._by_meta[entry.keys.meta] = key
+        if entry.pending:
+            self._pinned[key] = entry
+        else:
+            self._pinned.pop(key, None)
+        try:
+            self._lru[key] = entry
+        except ValueError:  # larger than the whole cache: keep it out
+            self._lru.pop(key, None)
+
+    def drop(self, logical: str) -> None:
+        self._lru.pop(logical, None)
+        self._pinned.pop(logical, None)
+
+    def invalidate(self, meta_key: str, version: int) -> None:
+        """Another writer moved this session to ``version`` (0: deleted)."""
+        logical = self._by_meta.get(meta_key)
+        entry = self.get(logical) if logical is not None else None
+        if entry is None:
+            self._by_meta.pop(meta_key, None)
+        elif not entry.pending and entry.meta.version != version:
+            self.drop(entry.keys.logical)
+
+    def clear(self) -> None:
+        """Forget every tail not holding unflushed writes."""
+        for logical in list(self._lru.keys()):
+            if logical not in self._pinned:
+                self._lru.pop(logical, None)
+
+    @property
+    def bytes_used(self) -> int:
+        return int(self._lru.currsize)
+
+    def __len__(self) -> int:
+        return len(self._lru)

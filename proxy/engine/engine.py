@@ -1,0 +1,362 @@
+"""The working-memory engine: PUT, GET, DELETE and list, answered from Redis and the cache.
+
+Costs follow what changed or what was asked for, never the transcript's length:
+
+* PUT dumps the body's messages once (C) and compares the session's stored prefix by
+  digest (C). When the body only appends, just the new messages are encoded, counted
+  and written. Anything else is detected and rewritten whole.
+* GET of the last k messages slices the cached tail (no Redis command while this proxy holds
+  a read lease, see coherence/, else one O(1) version check), or reads only that tail from
+  Redis.
+* Token totals run with the session, so truncation and percentages cost O(returned).
+
+Requests the fast path cannot answer exactly go to the upstream: a PUT for validation
+(upstream/sessions.py), a read by raising ``ForwardToUpstream``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from weakref import WeakValueDictionary
+
+import orjson
+from multidict import CIMultiDict
+
+from proxy import codec
+from proxy.coherence import Coherence
+from proxy.engine import append
+from proxy.engine.cache import SessionCache, SessionTail
+from proxy.engine.plan import Plan, plan_put, plan_rewrite
+from proxy.engine.select import Selection, select
+from proxy.engine.writes import Writes
+from proxy.errors import Conflict, ForwardToUpstream, HttpError, InvalidRequest, detail_body
+from proxy.store.keys import SessionKeys, logical_key
+from proxy.store.store import Meta, Store
+from proxy.tasks import spawn
+from proxy.upstream.sessions import UpstreamSessions
+
+log = logging.getLogger("proxy.engine.engine")
+
+DEPRECATION = ("x-deprecation-warning", "messages[].created_at will become required in the "
+               "next major version. Please provide timestamps for all messages.")
+
+
+@dataclass(slots=True)
+class Answer:
+    status: int
+    body: bytes
+    headers: CIMultiDict[str] = field(default_factory=CIMultiDict)
+    content_type: str = "application/json"
+
+
+def not_found(session_id: str) -> Answer:
+    return Answer(404, detail_body(f"Session {session_id} not found"))
+
+
+class Engine:
+    def __init__(self, store: Store, writes: Writes, cache: SessionCache,
+                 coherence: Coherence, upstream: UpstreamSessions,
+                 *, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.writes = writes
+        self.cache = cache
+        self.coherence = coherence
+        self.upstream = upstream
+        self.clock = clock
+        self._locks: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
+
+    def session_lock(self, logical: str) -> asyncio.Lock:
+        lock = self._locks.get(logical)
+        if lock is None:
+            lock = self._locks[logical] = asyncio.Lock()
+        return lock
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)
+
+    # --- PUT ---------------------------------------------------------------------------
+
+    async def put(self, session_id: str, raw: bytes, content_type: str | None,
+                  query: Mapping[str, str], query_string: str) -> Answer:
+        now = self.now()
+        try:
+            q = codec.parse_query(query, "put")
+            body = codec.parse_put(raw, content_type, now)
+        except codec.Unsupported:
+            return await self._put_upstream(session_id, raw, content_type, query_string)
+        keys = self.store.keys(logical_key(session_id, body.namespace, body.user_id))
+        async with self.session_lock(keys.logical):
+            planned = await self._plan(keys, session_id, body, q, now)
+            if planned is not None:
+                plan, tail, echo = planned
+                await self.writes.commit(plan, tail)
+        if planned is None:
+            # Not for the fast path (an odd message, or the upstream would summarize):
+            # outside the session lock, since storing the upstream's answer takes it.
+            return await self._put_upstream(session_id, raw, content_type, query_string)
+        answer = Answer(200, codec.render_put(session_id, body, echo, plan.tokens_total, q))
+        if plan.generated_timestamp:
+            answer.headers[DEPRECATION[0]] = DEPRECATION[1]
+        if tail is None:
+            spawn(self._forget_upstream_copy(session_id, body.namespace, body.user_id),
+                  name=f"forget-upstream:{keys.logical}")
+        return answer
+
+    async def _put_upstream(self, session_id: str, raw: bytes, content_type: str | None,
+                            query_string: str) -> Answer:
+        answer = await self.upstream.validate_put(session_id, raw, content_type, query_string)
+        if answer.status == 200:
+            try:
+                body, encoded = codec.ingest_upstream_put_response(answer.body)
+            except codec.Unsupported:
+                return await self._leave_upstream(session_id, raw, content_type, query_string)
+            keys = self.store.keys(logical_key(session_id, body.namespace, body.user_id))
+            async with self.session_lock(keys.logical):
+                tail = await self.tail_for_write(keys)
+                plan = plan_rewrite(keys, session_id, body, encoded, tail)
+                await self.writes.commit(plan, tail)
+        headers = CIMultiDict((k, v) for k, v in answer.headers.items()
+                              if k.lower() in ("x-deprecation-warning",))
+        return Answer(answer.status, answer.body, headers,
+                      answer.headers.get("content-type", "application/json"))
+
+    async def _leave_upstream(self, session_id: str, raw: bytes, content_type: str | None,
+                              query_string: str) -> Answer:
+        """A session the upstream accepts but the proxy cannot reproduce byte for byte
+        (say, integers beyond 64 bits in ``data``) lives in the upstream: PUT it there
+        under its own id, and drop any copy here so reads fall through to it."""
+        answer = await self.upstream.store_put(session_id, raw, content_type,
+                                             query_string)
+        scope = orjson.loads(raw) if answer.status == 200 else {}
+        keys = self.store.keys(logical_key(session_id, scope.get("namespace"),
+                                           scope.get("user_id")))
+        async with self.session_lock(keys.logical):
+            self.cache.drop(keys.logical)
+            await self._delete_stored(keys)
+        log.info("session %s kept in the upstream (not representable here)", session_id)
+        return Answer(answer.status, answer.body, CIMultiDict(
+            (k, v) for k, v in answer.headers.items() if k.lower() == "x-deprecation-warning"),
+            answer.headers.get("content-type", "application/json"))
+
+    async def _forget_upstream_copy(self, session_id: str, namespace: str | None,
+                                    user_id: str | None) -> None:
+        """A new session here shadows any old upstream copy; delete that copy so it can
+        never be imported over this one later."""
+        try:
+            await self.upstream.delete(session_id, namespace, user_id)
+        except HttpError as exc:
+            log.warning("could not delete upstream copy of %s: %s", session_id, exc.detail)
+
+    async def _plan(self, keys: SessionKeys, session_id: str, body: codec.PutBody,
+                    q: codec.Query, now: datetime
+                    ) -> tuple[Plan, SessionTail | None, bytes] | None:
+        """Plan the PUT and build its echo; None when it must go to the upstream."""
+        tail = await self.tail_for_write(keys)
+        try:
+            plan = plan_put(keys, session_id, body, tail, now)
+        except codec.Unsupported:
+            return None
+        if plan.tokens_total > codec.summarization_threshold(q) and body.messages:
+            return None  # the upstream would summarize (or fail without an LLM)
+        if plan.echo is not None or tail is None:
+            return plan, tail, plan.echo or _array(b"", plan.write.messages)
+        head = await self._stored_head(tail, plan.prefix_count)
+        if head is None:
+            # The session moved since it was cached: write this PUT whole instead.
+            self.cache.drop(keys.logical)
+            plan = plan.as_rewrite()
+            return plan, None, _array(b"", plan.write.messages)
+        return plan, tail, _array(head, plan.write.messages)
+
+    async def _stored_head(self, tail: SessionTail, keep: int) -> bytes | None:
+        """The first ``keep`` stored messages, comma-joined, caching the whole session
+        for the next PUT; None when Redis no longer holds the version ``tail`` describes."""
+        if keep == 0:
+            return b""
+        if tail.covers(0):
+            return tail.joined_range(0, keep)
+        snap = await self.store.snapshot(tail.keys, None)
+        if snap is None or snap.meta.version != tail.meta.version:
+            return None
+        tail.reset(snap.start, snap.messages, list(snap.tokens), self.cache.max_messages)
+        self.cache.put(tail)
+        return b",".join(snap.messages[:keep])
+
+    async def tail_for_write(self, keys: SessionKeys) -> SessionTail | None:
+        """The session as PUT planning needs it: meta only (its version is checked by
+        the write itself, so a stale cache costs one re-plan, never a wrong result)."""
+        entry = self.cache.get(keys.logical)
+        if entry is not None:
+            return entry
+        meta = await self.store.meta(keys)
+        if meta is None:
+            return None
+        return SessionTail(keys, meta, start=meta.count)
+
+    # --- GET ---------------------------------------------------------------------------
+
+    async def get(self, session_id: str, query: Mapping[str, str]) -> Answer:
+        try:
+            q = codec.parse_query(query, "get")
+        except codec.Unsupported:
+            raise ForwardToUpstream("not for the fast path") from None
+        keys = self.store.keys(logical_key(session_id, q.namespace, q.user_id))
+        limit = q.recent_messages_limit if (q.recent_messages_limit or 0) > 0 else None
+        entry = await self._tail_for_read(keys, limit)
+        if entry is None:
+            entry = await self._import(session_id, q.namespace, q.user_id, keys)
+            if entry is None:
+                return not_found(session_id)
+        chosen = await select(self.store, entry, limit, codec.truncation_limit(q))
+        if chosen is None:
+            return not_found(session_id)  # the upstream's sort fails on mixed timestamps
+        return Answer(200, render_selection(session_id, entry.meta, q, chosen))
+
+    async def _tail_for_read(self, keys: SessionKeys, limit: int | None) -> SessionTail | None:
+        entry = self.cache.get(keys.logical)
+        if entry is not None and entry.pending:
+            return entry  # ahead of Redis: acknowledged writes not yet landed
+        if entry is not None:
+            first = max(0, entry.count - limit) if limit else 0
+            covered = entry.covers(first) or entry.count > self.cache.max_messages
+            if covered and self.coherence.trusted(entry):
+                return entry
+            since = self.coherence.seen()
+            version = await self.coherence.check_version(keys)
+            if version == entry.meta.version and covered:
+                entry.checked = since
+                return entry
+            self.cache.drop(keys.logical)
+        want = min(limit, self.cache.max_messages) if limit else None
+        since = self.coherence.seen()
+        snap = await self.store.snapshot(keys, want)
+        if snap is None:
+            return None
+        entry = SessionTail(keys, snap.meta, checked=since)
+        entry.reset(snap.start, snap.messages, list(snap.tokens), self.cache.max_messages)
+        self.cache.put(entry)
+        return entry
+
+    async def _import(self, session_id: str, namespace: str | None, user_id: str | None,
+                      keys: SessionKeys) -> SessionTail | None:
+        """Bring over a session that so far exists only in the upstream, once."""
+        async with self.session_lock(keys.logical):
+            meta = await self.store.meta(keys)
+            if meta is None:
+                doc = await self.upstream.fetch(session_id, namespace, user_id)
+                if doc is None:
+                    return None
+                try:
+                    body, encoded = codec.import_upstream_document(doc)
+                except codec.Unsupported:
+                    # Not reproducible here: leave it where it is, the upstream serves it.
+                    log.warning("session %s in the upstream cannot be imported", session_id)
+                    raise ForwardToUpstream("not for the fast path") from None
+                body = replace(body, namespace=namespace or None, user_id=user_id or None)
+                plan = plan_rewrite(keys, session_id, body, encoded, None)
+                try:
+                    # Create only: if another proxy imported it first, theirs stands.
+                    await (await self.writes.flusher.submit(plan.write))
+                except Conflict:
+                    pass
+                await self.upstream.delete(session_id, namespace, user_id)
+                log.info("imported session %s (%d messages)", session_id, len(encoded))
+        return await self._tail_for_read(keys, None)
+
+    # --- append (beyond the upstream's API) ----------------------------------------------
+
+    async def append(self, session_id: str, raw: bytes, query: Mapping[str, str]) -> Answer:
+        """Append messages without resending the transcript (see engine/append.py)."""
+        body = codec.parse_append(raw)
+        try:
+            q = codec.parse_query(query, "put")
+        except codec.Unsupported as exc:
+            raise InvalidRequest(str(exc)) from None
+        namespace = body.namespace or query.get("namespace") or None
+        user_id = body.user_id or query.get("user_id") or None
+        now = self.now()
+        try:
+            encoded = codec.encode_messages(body.messages, now)
+        except codec.Unsupported as exc:
+            raise InvalidRequest(f"invalid message: {exc}",
+                                 422 if "empty" not in str(exc) else 400) from None
+        keys = self.store.keys(logical_key(session_id, namespace, user_id))
+        async with self.session_lock(keys.logical):
+            tail = await self.tail_for_write(keys)
+            meta = tail.meta if tail else None
+            total = (meta.tokens_total if meta else 0) + sum(m.tokens for m in encoded)
+            summarize = total > codec.summarization_threshold(q)
+            if not summarize:
+                fields = append.session_body(meta.doc if meta else None, namespace, user_id,
+                                             now)
+                plan = Plan.build(keys, session_id, fields, meta, meta, encoded, now)
+                await self.writes.commit(plan, tail)
+                count = plan.write.meta.count
+        if summarize:
+            return await self._append_by_summarizing_put(session_id, keys, meta is not None,
+                                                         body, namespace, user_id, query)
+        pct = codec.percentages(total, count > 0, q)
+        return Answer(200, codec.render_append(session_id, namespace, user_id, count, pct))
+
+    async def _append_by_summarizing_put(
+            self, session_id: str, keys: SessionKeys, exists: bool, body: codec.AppendBody,
+            namespace: str | None, user_id: str | None, query: Mapping[str, str]) -> Answer:
+        """The rare heavy case: the session plus the new messages as one PUT, which the
+        upstream summarizes; its outcome is stored here as any PUT's is."""
+        meta = await self.store.meta(keys) if exists else None
+        stored = await self.store.messages(keys, 0, meta.count) if meta else []
+        raw = append.summarizing_put(meta, stored, body.messages, namespace, user_id)
+        answer = await self.put(session_id, raw, "application/json", query,
+                                append.put_query_string(query))
+        if answer.status != 200:
+            return answer
+        result = orjson.loads(answer.body)
+        pct = (result["context_percentage_total_used"],
+               result["context_percentage_until_summarization"])
+        return Answer(200, codec.render_append(session_id, namespace, user_id,
+                                               len(result["messages"]), pct))
+
+    # --- DELETE and list ---------------------------------------------------------------
+
+    async def delete(self, session_id: str, query: Mapping[str, str]) -> Answer:
+        q = codec.parse_query(query, "delete")
+        keys = self.store.keys(logical_key(session_id, q.namespace, q.user_id))
+        async with self.session_lock(keys.logical):
+            await self.writes.settle(keys.logical)
+            # Upstream first: if it fails, nothing changed anywhere.
+            await self.upstream.delete(session_id, q.namespace, q.user_id)
+            self.cache.drop(keys.logical)
+            await self._delete_stored(keys)
+        return Answer(200, b'{"status":"ok"}')
+
+    async def _delete_stored(self, keys: SessionKeys) -> None:
+        revocation = await self.store.delete(keys)
+        await self.coherence.after_delete(keys, revocation)
+
+    async def list_sessions(self, query: Mapping[str, str]) -> Answer:
+        try:
+            q = codec.parse_query(query, "list")
+        except codec.Unsupported:
+            raise ForwardToUpstream("not for the fast path") from None
+        ids, total = await self.store.list_sessions(q.namespace, q.user_id, q.limit, q.offset,
+                                                    self.clock())
+        return Answer(200, orjson.dumps({"sessions": ids, "total": total}))
+
+
+def _array(head: bytes, new: list[bytes]) -> bytes:
+    """A JSON array of the comma-joined ``head`` followed by the ``new`` messages."""
+    tail = b",".join(new)
+    return b"[" + head + (b"," if head and tail else b"") + tail + b"]"
+
+
+def render_selection(session_id: str, meta: Meta, q: codec.Query, chosen: Selection) -> bytes:
+    return codec.render_get(session_id, meta.doc, q.namespace, b"[" + chosen.joined + b"]",
+                            chosen.tokens, q)
+
+
+__all__ = ["Answer", "Engine"]

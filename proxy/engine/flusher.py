@@ -1,0 +1,159 @@
+"""Group commit: one owner writes every pending session change to Redis in one pipeline.
+
+PUTs hand their Write to ``submit`` and get a future. The flusher takes everything queued
+(up to ``batch_max``), lingers up to ``linger`` seconds for stragglers when the queue was
+busy, sends one pipeline, and resolves each future with the session's new version (once
+the read leases the write ended are released, see leases.py), or with ``Conflict`` when
+the session changed since the write was planned (its owner re-plans), or with
+``StoreUnavailable`` when Redis failed.
+
+The queue is bounded: when full, ``submit`` waits up to ``queue_wait`` seconds, then
+raises ``Overloaded`` (503 + Retry-After). ``close`` stops intake, flushes what is queued
+within a deadline, and logs whatever it could not write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError, RedisError
+
+from proxy.coherence import Coherence
+from proxy.errors import Conflict, Overloaded, StoreUnavailable
+from proxy.store.store import Revocation, Store, Write
+from proxy.tasks import cancel_and_wait, spawn
+
+log = logging.getLogger("proxy.engine.flusher")
+
+
+@dataclass(slots=True)
+class _Pending:
+    write: Write
+    done: asyncio.Future[int]
+
+
+class Flusher:
+    def __init__(self, store: Store, coherence: Coherence, *, batch_max: int, queue_max: int,
+                 queue_wait: float, linger: float) -> None:
+        self.store = store
+        self.coherence = coherence
+        self.batch_max = batch_max
+        self.queue_wait = queue_wait
+        self.linger = linger
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue(queue_max)
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        self._busy = False  # a pipeline is in flight
+        self.batches = 0  # pipelines sent, for tests and metrics
+        self.writes = 0
+        self._releasing: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        self._task = spawn(self._run(), name="flusher")
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    async def submit(self, write: Write) -> asyncio.Future[int]:
+        """Queue a write; the returned future resolves once it is durable in Redis."""
+        if self._closing:
+            raise Overloaded("shutting down", retry_after=1)
+        item = _Pending(write, asyncio.get_running_loop().create_future())
+        try:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            try:
+                await asyncio.wait_for(self._queue.put(item), self.queue_wait)
+            except TimeoutError:
+                raise Overloaded("write queue full", retry_after=1) from None
+        return item.done
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            if self.linger and not self._queue.empty():
+                await asyncio.sleep(self.linger)  # busy: let more writes join this commit
+            while len(batch) < self.batch_max and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            self._busy = True
+            try:
+                await self._flush(batch)
+            finally:
+                self._busy = False
+
+    async def _flush(self, batch: list[_Pending], retry: bool = True) -> None:
+        redis: aioredis.Redis = self.store.redis
+        try:
+            if not self.store.scripts_loaded:
+                await self.store.load_scripts()
+            async with redis.pipeline(transaction=False) as pipe:
+                counts = [self.store.queue_write(pipe, item.write) for item in batch]
+                replies = await pipe.execute(raise_on_error=False)
+        except Exception as exc:  # noqa: BLE001 - whatever broke, fail this batch, keep flushing
+            level = logging.ERROR if isinstance(exc, RedisError | OSError) else logging.CRITICAL
+            log.log(level, "flush of %d writes failed: %r", len(batch), exc)
+            for item in batch:
+                if not item.done.done():
+                    item.done.set_exception(StoreUnavailable("redis unavailable"))
+            return
+        starts = [sum(counts[:i]) for i in range(len(batch))]
+        lost = [item for item, at in zip(batch, starts, strict=True)
+                if isinstance(replies[at], NoScriptError)]
+        if lost and retry:
+            # Redis restarted and forgot the scripts; an EVALSHA refused ran nothing.
+            self.store.scripts_loaded = False
+            log.warning("redis lost the write scripts; reloading")
+            await self._flush(lost, retry=False)
+        self.batches += 1
+        self.writes += len(batch)
+        position = 0
+        for item, count in zip(batch, counts, strict=True):
+            reply = replies[position]
+            position += count
+            if item.done.done():
+                continue
+            if isinstance(reply, Exception):
+                log.error("write to %s failed: %r", item.write.keys.logical, reply)
+                item.done.set_exception(StoreUnavailable("redis write failed"))
+            elif int(reply[0]) == 1:
+                version = int(reply[1])
+                revocation = Revocation.from_reply(version, reply[2], reply[3])
+                if revocation.holders and self.coherence.waits_for_release:
+                    task = spawn(self._resolve_when_released(item, revocation), "release")
+                    self._releasing.add(task)
+                    task.add_done_callback(self._releasing.discard)
+                else:
+                    item.done.set_result(version)
+            else:
+                item.done.set_exception(Conflict(int(reply[1])))
+
+    async def _resolve_when_released(self, item: _Pending, revocation: Revocation) -> None:
+        try:
+            await self.coherence.await_release(item.write.keys.meta, revocation)
+        finally:  # durable either way; the wait only orders it after other proxies' reads
+            if not item.done.done():
+                item.done.set_result(revocation.version)
+
+    async def close(self, deadline: float) -> None:
+        """Stop intake, flush what is queued within ``deadline`` seconds, then stop."""
+        self._closing = True
+        loop = asyncio.get_running_loop()
+        until = loop.time() + deadline
+        while (self._busy or self._releasing or not self._queue.empty()) \
+                and loop.time() < until:
+            await asyncio.sleep(0.005)
+        await cancel_and_wait(self._task)
+        lost = 0
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            lost += 1
+            log.error("not written at shutdown: session %s (%d messages)",
+                      item.write.keys.logical, len(item.write.messages))
+            if not item.done.done():
+                item.done.set_exception(StoreUnavailable("shut down before flushing"))
+        log.info("flusher stopped: %d batches, %d writes, %d not written",
+                 self.batches, self.writes, lost)

@@ -1,0 +1,23 @@
+"""Typed keys of the resources the application holds (see ``app.py`` for their lifetimes)."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from proxy.coherence import Coherence
+from proxy.config import Settings
+from proxy.engine.cache import SessionCache
+from proxy.engine.engine import Engine
+from proxy.engine.writes import Writes
+from proxy.store.store import Store
+from proxy.upstream.client import Upstream
+
+SETTINGS = web.AppKey("settings", Settings)
+UPSTREAM = web.AppKey("upstream", Upstream)
+REDIS = web.AppKey("redis", aioredis.Redis)
+STORE = web.AppKey("store", Store)
+CACHE = web.AppKey("cache", SessionCache)
+COHERENCE = web.AppKey("coherence", Coherence)
+WRITES = web.AppKey("writes", Writes)
+ENGINE = web.AppKey("engine", Engine)

@@ -1,0 +1,170 @@
+"""The upstream agent-memory-server, reached through one pooled client session, two ways:
+
+* ``forward``: the pass-through. Whatever the proxy does not answer itself goes to the
+  upstream unchanged: method, path, query, headers (minus hop-by-hop ones, plus
+  X-Forwarded-*), and the body, streamed in chunks so neither side's body is held whole in
+  memory. Redirects are passed back, not followed.
+* ``call``: a buffered request of the proxy's own (prompt, validation PUT, import, delete),
+  answered as an ``UpstreamAnswer``.
+
+Both map failures the same way: 502 (unreachable) or 504 (too slow).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import IO
+
+import aiohttp
+from aiohttp import hdrs, web
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from proxy.errors import UpstreamError, UpstreamTimeout
+
+log = logging.getLogger("proxy.upstream.client")
+
+CHUNK = 64 * 1024
+# RFC 9110 7.6.1: connection-specific headers never cross a proxy.
+HOP_BY_HOP = frozenset(
+    h.lower()
+    for h in (
+        "Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "TE",
+        "Trailer", "Trailers", "Transfer-Encoding", "Upgrade", "Proxy-Connection",
+    )
+)
+# aiohttp's client adds these when absent; the upstream must see only what the client sent.
+AUTO_HEADERS = (hdrs.ACCEPT, hdrs.ACCEPT_ENCODING, hdrs.USER_AGENT, hdrs.CONTENT_TYPE)
+
+
+def make_client_session(connect_timeout: float, read_timeout: float) -> aiohttp.ClientSession:
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout,
+                                    sock_read=read_timeout)
+    connector = aiohttp.TCPConnector(limit=256, ttl_dns_cache=300)
+    # auto_decompress=False: compressed bodies pass through byte for byte.
+    return aiohttp.ClientSession(timeout=timeout, connector=connector, auto_decompress=False,
+                                 cookie_jar=aiohttp.DummyCookieJar())
+
+
+def _strip_hop_by_hop(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> CIMultiDict[str]:
+    # Headers named in Connection are hop-by-hop too (RFC 9110 7.6.1).
+    named = {
+        token.strip().lower()
+        for value in headers.getall(hdrs.CONNECTION, ())
+        for token in value.split(",")
+    }
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower not in HOP_BY_HOP and lower not in named:
+            out.add(name, value)
+    return out
+
+
+def forward_headers(request: web.Request) -> CIMultiDict[str]:
+    headers = _strip_hop_by_hop(request.headers)
+    peer = request.remote or ""
+    prior = request.headers.get("X-Forwarded-For")
+    headers["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
+    headers["X-Forwarded-Proto"] = request.scheme
+    return headers
+
+
+class ClientGone(ConnectionResetError):
+    """The client closed its connection before sending the whole body."""
+
+
+async def _body_chunks(request: web.Request) -> AsyncIterator[bytes]:
+    sent = 0
+    async for chunk in request.content.iter_chunked(CHUNK):
+        sent += len(chunk)
+        yield chunk
+    # A short body means the client went away; raising aborts the upstream request
+    # instead of leaving the upstream waiting for bytes that will never come.
+    if request.content_length is not None and sent < request.content_length:
+        raise ClientGone(f"client sent {sent} of {request.content_length} bytes")
+
+
+@dataclass(slots=True)
+class UpstreamAnswer:
+    status: int
+    headers: CIMultiDict[str]
+    body: bytes
+
+
+class Upstream:
+    """The upstream server, reached through one pooled client session."""
+
+    def __init__(self, base_url: str, session: aiohttp.ClientSession) -> None:
+        self.base = URL(base_url.rstrip("/"))
+        self.session = session
+
+    def url_for(self, raw_path_qs: str) -> URL:
+        return URL(str(self.base) + raw_path_qs, encoded=True)
+
+    async def call(self, method: str, path_qs: str, body: bytes | IO[bytes] | None = None,
+                   headers: CIMultiDict[str] | dict[str, str] | None = None,
+                   skip_auto_headers: Iterable[str] = ()) -> UpstreamAnswer:
+        """One buffered request; ``path_qs`` is sent as given (already percent-encoded)."""
+        try:
+            async with self.session.request(
+                method, self.url_for(path_qs), data=body, headers=headers,
+                allow_redirects=False, skip_auto_headers=skip_auto_headers, compress=None,
+            ) as resp:
+                return UpstreamAnswer(resp.status, CIMultiDict(resp.headers), await resp.read())
+        except TimeoutError as exc:
+            raise UpstreamTimeout("upstream timed out") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(f"upstream unreachable: {exc.__class__.__name__}") from exc
+
+    async def forward(self, request: web.Request) -> web.StreamResponse:
+        """Send the request on as it came and stream the answer back."""
+        has_body = request.body_exists
+        headers = forward_headers(request)
+        skip = [h for h in AUTO_HEADERS if h not in request.headers]
+        try:
+            upstream_resp = await self.session.request(
+                request.method, self.url_for(request.raw_path), headers=headers,
+                data=_body_chunks(request) if has_body else None, allow_redirects=False,
+                skip_auto_headers=skip, compress=None,
+            )
+        except TimeoutError as exc:
+            raise UpstreamTimeout("upstream timed out") from exc
+        except aiohttp.ClientConnectionError as exc:
+            if isinstance(exc, aiohttp.ServerTimeoutError):
+                raise UpstreamTimeout("upstream timed out") from exc
+            if request.transport is None or request.transport.is_closing():
+                # The client went away mid-body; there is nobody to answer.
+                raise asyncio.CancelledError from exc
+            raise UpstreamError(f"upstream unreachable: {exc.__class__.__name__}") from exc
+        async with upstream_resp:
+            return await self._stream_back(request, upstream_resp)
+
+    async def _stream_back(self, request: web.Request,
+                           upstream_resp: aiohttp.ClientResponse) -> web.StreamResponse:
+        response = web.StreamResponse(status=upstream_resp.status, reason=upstream_resp.reason)
+        for name, value in _strip_hop_by_hop(upstream_resp.headers).items():
+            response.headers.add(name, value)
+        try:
+            await response.prepare(request)
+            async for chunk in upstream_resp.content.iter_chunked(CHUNK):
+                await response.write(chunk)
+        except TimeoutError:
+            # Headers are already sent; the only honest signal left is a cut connection.
+            log.warning("upstream stalled mid-body on %s %s", request.method, request.path)
+            _cut(request)
+            return response
+        except (aiohttp.ClientError, ConnectionResetError) as exc:
+            log.warning("stream to client broken on %s %s: %r", request.method, request.path, exc)
+            _cut(request)
+            return response
+        await response.write_eof()
+        return response
+
+
+def _cut(request: web.Request) -> None:
+    if request.transport is not None:
+        request.transport.close()

@@ -1,0 +1,103 @@
+"""Working-memory calls the engine makes to the upstream (the rare, heavy cases).
+
+* ``validate_put``: a PUT the fast path does not answer itself (invalid, unusual, or one
+  that would make the upstream summarize) goes to the upstream under a scratch session id,
+  so the upstream validates, summarizes or fails exactly as it would. Its scratch
+  document is deleted at once; on 200 the engine stores what the upstream answered.
+  Nothing lands in the upstream that the proxy does not see.
+* ``store_put``: a session the proxy cannot reproduce is stored in the upstream itself.
+* ``fetch``: a session that exists only in the upstream (written before the proxy was
+  deployed) is read once from it, to be imported.
+* ``delete``: a DELETE also deletes the upstream's copy, so an imported session cannot
+  come back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from urllib.parse import quote, urlencode
+
+import orjson
+
+from proxy.errors import UpstreamError
+from proxy.upstream.client import Upstream, UpstreamAnswer
+
+log = logging.getLogger("proxy.upstream.sessions")
+
+WM_PATH = "/v1/working-memory/"
+SCRATCH_PREFIX = "amp-scratch-"
+
+
+def _path(session_id: str) -> str:
+    return WM_PATH + quote(session_id, safe="")
+
+
+def _scope_query(namespace: str | None, user_id: str | None) -> str:
+    params = {k: v for k, v in (("namespace", namespace), ("user_id", user_id)) if v}
+    return ("?" + urlencode(params)) if params else ""
+
+
+class UpstreamSessions:
+    def __init__(self, upstream: Upstream) -> None:
+        self.upstream = upstream
+
+    async def store_put(self, session_id: str, body: bytes, content_type: str | None,
+                        query_string: str) -> UpstreamAnswer:
+        """PUT ``body`` for the upstream to store under ``session_id`` itself."""
+        headers = {"Content-Type": content_type} if content_type else {}
+        path = _path(session_id) + ("?" + query_string if query_string else "")
+        return await self.upstream.call("PUT", path, body, headers)
+
+    async def validate_put(self, session_id: str, body: bytes, content_type: str | None,
+                           query_string: str) -> UpstreamAnswer:
+        """PUT ``body`` under a scratch id, deleted at once; the answer reads as if made
+        for ``session_id``."""
+        scratch_id = SCRATCH_PREFIX + uuid.uuid4().hex
+        headers = {"Content-Type": content_type} if content_type else {}
+        path = _path(scratch_id) + ("?" + query_string if query_string else "")
+        try:
+            answer = await self.upstream.call("PUT", path, body, headers)
+        finally:
+            # Even a 500 can leave a stored document behind (contract §4.6).
+            await asyncio.shield(self._drop_scratch(scratch_id, body))
+        if answer.status == 200:
+            answer.body = answer.body.replace(
+                b'"session_id":' + orjson.dumps(scratch_id),
+                b'"session_id":' + orjson.dumps(session_id), 1)
+            answer.headers.popall("content-length", None)
+        return answer
+
+    async def _drop_scratch(self, scratch: str, body: bytes) -> None:
+        scopes: set[tuple[str | None, str | None]] = {(None, None)}
+        try:
+            parsed = orjson.loads(body)
+            if isinstance(parsed, dict):
+                ns, uid = parsed.get("namespace"), parsed.get("user_id")
+                scopes.add((ns if isinstance(ns, str) else None,
+                            uid if isinstance(uid, str) else None))
+        except orjson.JSONDecodeError:
+            pass
+        for ns, uid in scopes:
+            try:
+                await self.upstream.call("DELETE", _path(scratch) + _scope_query(ns, uid))
+            except UpstreamError as exc:
+                log.error("could not delete scratch session %s: %s", scratch, exc.detail)
+
+    async def fetch(self, session_id: str, namespace: str | None,
+                    user_id: str | None) -> bytes | None:
+        """The upstream's GET of a whole session, or None when it has none."""
+        path = _path(session_id) + _scope_query(namespace, user_id)
+        answer = await self.upstream.call("GET", path)
+        if answer.status == 200:
+            return answer.body
+        if answer.status == 404:
+            return None
+        raise UpstreamError(f"upstream answered {answer.status} reading {session_id!r}")
+
+    async def delete(self, session_id: str, namespace: str | None, user_id: str | None) -> None:
+        answer = await self.upstream.call("DELETE",
+                                  _path(session_id) + _scope_query(namespace, user_id))
+        if answer.status != 200:
+            raise UpstreamError(f"upstream answered {answer.status} deleting {session_id!r}")
