@@ -19,6 +19,9 @@ from proxy.errors import SettingsError
 ENV_PREFIX = "AMP_"
 ACK_MODES = ("flushed", "buffered")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
+AUTH_MODES = ("auto", "on", "off")
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,20 +88,114 @@ class Settings:
     uvloop: bool = field(
         default=True, metadata={"help": "run on uvloop when it is installed (the [speed] extra)"}
     )
+    log_format: str = field(
+        default="text", metadata={"help": "text, or json (one object per line)"}
+    )
+    workers: int = field(
+        default=0,
+        metadata={"help": "worker processes sharing the port (0: one per core available to "
+                  "the process)"},
+    )
+    # --- the upstream's version -----------------------------------------------------------
+    upstream_version: str = field(
+        default="auto",
+        metadata={"help": "agent-memory-server version the proxy answers as (auto: read from "
+                  "the upstream's OpenAPI document at start-up)"},
+    )
+    # --- auth and hostile clients ---------------------------------------------------------
+    auth_mode: str = field(
+        default="auto",
+        metadata={"help": "auto: check credentials with the upstream whenever it enforces "
+                  "auth; on: always; off: never (only behind a trusted network)"},
+    )
+    auth_cache_ttl: float = field(
+        default=10.0, metadata={"help": "seconds an accepted credential's verdict is reused"}
+    )
+    auth_negative_ttl: float = field(
+        default=2.0, metadata={"help": "seconds a refused credential's verdict is reused"}
+    )
+    auth_cache_size: int = field(
+        default=10_000, metadata={"help": "credential verdicts remembered (by hash)"}
+    )
+    auth_probe_interval: float = field(
+        default=30.0,
+        metadata={"help": "seconds between checks of whether the upstream enforces auth"},
+    )
+    upstream_service_token: str = field(
+        default="",
+        metadata={"help": "bearer credential for the proxy's own upstream calls (background "
+                  "deletes, imports, the upstream sync); required when the upstream "
+                  "enforces auth"},
+    )
+    body_read_timeout: float = field(
+        default=30.0, metadata={"help": "seconds a client may take to send a request body"}
+    )
+    bodies_in_flight_bytes: int = field(
+        default=256 * 1024 * 1024,
+        metadata={"help": "request bytes being processed at once before 503 + Retry-After"},
+    )
+    upstream_connections: int = field(
+        default=256, metadata={"help": "connections to the upstream at most"}
+    )
+    upstream_pool_wait: float = field(
+        default=5.0,
+        metadata={"help": "seconds a request waits for a free upstream connection (503 beyond)"},
+    )
+    # --- upstream sync --------------------------------------------------------------------
+    upstream_sync: bool = field(
+        default=True,
+        metadata={"help": "hand sessions changed here to the upstream behind the hot path, "
+                  "so its long-term memory, extraction and MCP keep working"},
+    )
+    sync_quiet_ms: float = field(
+        default=1000.0,
+        metadata={"help": "a session is handed over once it saw no write for this long"},
+    )
+    sync_max_lag_ms: float = field(
+        default=10_000.0,
+        metadata={"help": "a session written steadily is handed over at least this often"},
+    )
+    sync_concurrency: int = field(
+        default=2, metadata={"help": "hand-overs to the upstream in flight at most"}
+    )
+    # --- shutdown and durability ----------------------------------------------------------
+    drain_seconds: float = field(
+        default=5.0,
+        metadata={"help": "after SIGTERM, seconds /-/readyz answers 503 while requests are "
+                  "still served, before intake stops"},
+    )
+    write_replicas: int = field(
+        default=0,
+        metadata={"help": "replicas that must hold a write before it is acknowledged (WAIT; "
+                  "0: the primary alone)"},
+    )
+    write_replicas_timeout_ms: int = field(
+        default=1000, metadata={"help": "how long a write waits for those replicas"}
+    )
 
     def __post_init__(self) -> None:
         _check_url("upstream_url", self.upstream_url, ("http", "https"))
-        _check_url("redis_url", self.redis_url, ("redis", "rediss", "unix"))
+        _check_url("redis_url", self.redis_url, REDIS_SCHEMES)
         _check_range("port", self.port, 0, 65535)
-        for name in ("upstream_timeout", "upstream_connect_timeout"):
+        for name in ("upstream_timeout", "upstream_connect_timeout", "body_read_timeout",
+                     "upstream_pool_wait", "auth_probe_interval"):
             _check_range(name, getattr(self, name), 1e-6, None)
-        for name in ("max_body_bytes", "flush_batch_max", "queue_max", "cache_max_messages"):
+        for name in ("max_body_bytes", "flush_batch_max", "queue_max", "cache_max_messages",
+                     "auth_cache_size", "bodies_in_flight_bytes", "upstream_connections",
+                     "sync_concurrency"):
             _check_range(name, getattr(self, name), 1, None)
-        for name in ("queue_wait_ms", "cache_max_bytes", "shutdown_timeout", "flush_interval_ms"):
+        for name in ("queue_wait_ms", "cache_max_bytes", "shutdown_timeout", "flush_interval_ms",
+                     "auth_cache_ttl", "auth_negative_ttl", "sync_quiet_ms", "sync_max_lag_ms",
+                     "drain_seconds", "workers", "write_replicas",
+                     "write_replicas_timeout_ms"):
             _check_range(name, getattr(self, name), 0, None)
         _check_range("read_lease_ms", self.read_lease_ms, 0, 60_000)
         if self.ack_mode not in ACK_MODES:
             raise SettingsError(f"ack_mode: must be one of {', '.join(ACK_MODES)}")
+        if self.log_format not in LOG_FORMATS:
+            raise SettingsError(f"log_format: must be one of {', '.join(LOG_FORMATS)}")
+        if self.auth_mode not in AUTH_MODES:
+            raise SettingsError(f"auth_mode: must be one of {', '.join(AUTH_MODES)}")
         if self.log_level.upper() not in LOG_LEVELS:
             raise SettingsError(f"log_level: must be one of {', '.join(LOG_LEVELS)}")
         if not self.key_prefix or any(c in self.key_prefix for c in "{} "):
