@@ -7,6 +7,7 @@ returns them unchanged and tests can compare whole lists.
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,7 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
 from proxy.localstack import ProcessGroup, Service, Stack, start_redis
+from proxy.store.keys import SessionKeys
 from tests.conftest import emptied_client
 
 WM = "/v1/working-memory/"
@@ -109,3 +111,27 @@ async def messages(client: Client, sid: str, query: str = "") -> list[Message] |
     assert resp.status == 200, await resp.text()
     found: list[Message] = orjson.loads(await resp.read())["messages"]
     return found
+
+
+SIZE = 50_000
+KB = 1024
+
+
+def keys_of(session_id: str) -> SessionKeys:
+    return SessionKeys.build("amp", session_id)
+
+
+async def put_ok(client: TestClient[Any, Any], sid: str, body: dict[str, Any],
+              query: str = BIG) -> dict[str, Any]:
+    resp = await client.put(f"{WM}{sid}?{query}", data=io.BytesIO(orjson.dumps(body)),
+                            headers={"Content-Type": "application/json"})
+    assert resp.status == 200, await resp.text()
+    result: dict[str, Any] = orjson.loads(await resp.read())
+    return result
+
+
+async def get_ok(client: TestClient[Any, Any], sid: str, query: str = "") -> dict[str, Any]:
+    resp = await client.get(f"{WM}{sid}?{query}")
+    assert resp.status == 200, await resp.text()
+    result: dict[str, Any] = orjson.loads(await resp.read())
+    return result

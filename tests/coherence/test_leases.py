@@ -11,57 +11,29 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
-from proxy.coherence import Coherence, LeasedCoherence
 from proxy.coherence.leases import Leases
-from proxy.http.appkeys import COHERENCE, ENGINE
+from proxy.http.appkeys import ENGINE
 from proxy.store.keys import SessionKeys
 from proxy.store.store import Revocation
+from tests.coherence import leased
 from tests.conftest import ProxyFactory
 from tests.engine_fixtures import messages, msgs, put
 
 Client = TestClient[Any, Any]
 
 
-def _coherence(client: Client) -> LeasedCoherence:
-    coherence = client.server.app[COHERENCE]
-    assert isinstance(coherence, LeasedCoherence)
-    return coherence
-
-
-async def _healthy(client: Client) -> None:
-    inv = _coherence(client).invalidation
-    assert inv is not None
-    for _ in range(100):
-        if inv.healthy:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("invalidation subscription did not come up")
-
-
-async def _commands(redis: aioredis.Redis) -> int:
-    info = await redis.info("stats")
-    return int(info["total_commands_processed"])
-
-
-async def _leased(proxy_factory: ProxyFactory, **settings: Any) -> tuple[Client, Client]:
-    a, b = await proxy_factory(**settings), await proxy_factory(**settings)
-    await _healthy(a)
-    await _healthy(b)
-    return a, b
-
-
 async def test_warm_reads_skip_redis_and_see_other_writers_at_once(
         proxy_factory: ProxyFactory, redis_client: aioredis.Redis) -> None:
-    a, b = await _leased(proxy_factory)
+    a, b = await leased.two_proxies(proxy_factory)
     history = msgs(10)
     assert await put(a, "lease", {"messages": history}) == 200
     assert await messages(b, "lease") == history  # B caches it
     assert await messages(b, "lease", "recent_messages_limit=3") == history[-3:]  # + lease
-    before = await _commands(redis_client)
+    before = await leased.commands(redis_client)
     for _ in range(5):
         assert await messages(b, "lease", "recent_messages_limit=3") == history[-3:]
     # Only the INFO call itself: B answered five warm reads without Redis.
-    assert await _commands(redis_client) - before <= 1
+    assert await leased.commands(redis_client) - before <= 1
     # A's write is acknowledged only once B has let go of the old version, so B's very
     # next read (no waiting here) returns it.
     for body in (history + msgs(2, 10), msgs(4, 50)):
@@ -75,37 +47,37 @@ async def test_warm_reads_skip_redis_and_see_other_writers_at_once(
 
 async def test_writes_through_the_holder_need_no_release(
         proxy_factory: ProxyFactory, redis_client: aioredis.Redis) -> None:
-    (a, _) = await _leased(proxy_factory)
+    (a, _) = await leased.two_proxies(proxy_factory)
     assert await put(a, "own", {"messages": msgs(3)}) == 200
     # The write granted A a lease: its reads need nothing from Redis.
-    before = await _commands(redis_client)
+    before = await leased.commands(redis_client)
     for count in (5, 7):
         assert await put(a, "own", {"messages": msgs(count)}) == 200
         assert await messages(a, "own", "recent_messages_limit=2") == msgs(count)[-2:]
     meta = SessionKeys.build("amp", "own")
     assert await redis_client.hkeys(meta.leases) == [a.server.app[ENGINE].store.holder.encode()]
     # The two PUTs' scripts and index upkeep, the INFO calls; no reads.
-    assert await _commands(redis_client) - before < 40
+    assert await leased.commands(redis_client) - before < 40
 
 
 async def test_a_released_lease_does_not_hold_the_writer(
         proxy_factory: ProxyFactory) -> None:
-    a, b = await _leased(proxy_factory, read_lease_ms=8000)
+    a, b = await leased.two_proxies(proxy_factory, read_lease_ms=8000)
     assert await put(a, "quick", {"messages": msgs(3)}) == 200
     assert await messages(b, "quick") == msgs(3)
     assert await messages(b, "quick") == msgs(3)  # B now holds a lease
-    assert _coherence(b).leases.live(SessionKeys.build("amp", "quick").meta)
+    assert leased.coherence(b).leases.live(SessionKeys.build("amp", "quick").meta)
     started = time.monotonic()
     assert await put(a, "quick", {"messages": msgs(4)}) == 200
     assert time.monotonic() - started < 4.0  # B released; A did not wait the lease out
-    assert not _coherence(b).leases.live(SessionKeys.build("amp", "quick").meta)
+    assert not leased.coherence(b).leases.live(SessionKeys.build("amp", "quick").meta)
     assert await messages(b, "quick") == msgs(4)
 
 
 async def test_a_holder_that_is_gone_is_waited_out(
         proxy_factory: ProxyFactory, redis_client: aioredis.Redis) -> None:
     a = await proxy_factory()
-    await _healthy(a)
+    await leased.healthy(a)
     assert await put(a, "ghost", {"messages": msgs(3)}) == 200
     # A proxy that took a lease and vanished: nobody will announce its release.
     keys = SessionKeys.build("amp", "ghost")
@@ -123,53 +95,6 @@ async def test_a_holder_that_is_gone_is_waited_out(
     assert (await a.delete("/v1/working-memory/ghost")).status == 200
     assert 0.3 < time.monotonic() - started < 5.0
     assert not await redis_client.exists(keys.leases, keys.meta)
-
-
-async def test_sessions_with_a_ttl_are_always_checked(
-        proxy_factory: ProxyFactory, redis_client: aioredis.Redis) -> None:
-    b = await proxy_factory()
-    await _healthy(b)
-    assert await put(b, "ttl", {"messages": msgs(3), "ttl_seconds": 600}) == 200
-    assert await messages(b, "ttl") == msgs(3)
-    before = await _commands(redis_client)
-    assert await messages(b, "ttl") == msgs(3)
-    assert await _commands(redis_client) - before >= 2  # the version check, then INFO
-    # Expiry publishes nothing, yet the next read sees it.
-    await redis_client.delete(*[k async for k in redis_client.scan_iter("amp:*:m*")])
-    assert await messages(b, "ttl") is None
-
-
-async def test_lost_subscription_falls_back_to_checks(
-        proxy_factory: ProxyFactory, redis_client: aioredis.Redis) -> None:
-    a, b = await _leased(proxy_factory)
-    assert await put(a, "lost", {"messages": msgs(4)}) == 200
-    assert await messages(b, "lost") == msgs(4)
-    assert await messages(b, "lost") == msgs(4)
-    await redis_client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
-    inv = _coherence(b).invalidation
-    assert inv is not None
-    for _ in range(100):  # B notices the lost subscription
-        if not inv.healthy:
-            break
-        await asyncio.sleep(0.005)
-    # While B is unsubscribed it must not trust its cache; a write it cannot hear about
-    # is still what it returns.
-    assert await put(a, "lost", {"messages": msgs(6)}) == 200
-    assert await messages(b, "lost") == msgs(6)
-    await _healthy(b)  # and it subscribes again
-    assert await messages(b, "lost") == msgs(6)
-
-
-async def test_leases_off_checks_every_read(
-        proxy_factory: ProxyFactory, redis_client: aioredis.Redis) -> None:
-    b = await proxy_factory(read_lease_ms=0)
-    assert b.server.app[COHERENCE].__class__ is Coherence
-    assert await put(b, "off", {"messages": msgs(3)}) == 200
-    assert await messages(b, "off") == msgs(3)
-    before = await _commands(redis_client)
-    assert await messages(b, "off") == msgs(3)
-    assert await _commands(redis_client) - before == 2  # HGET v, then INFO
-    assert not await redis_client.exists(SessionKeys.build("amp", "off").leases)
 
 
 @pytest.mark.parametrize(("wait_ms", "holders", "expected"), [
@@ -196,11 +121,11 @@ async def test_a_release_announced_before_the_writer_asks_is_kept() -> None:
 
 async def test_a_deleted_session_recreated_elsewhere_is_not_trusted_on_an_old_lease(
         proxy_factory: ProxyFactory) -> None:
-    a, b = await _leased(proxy_factory, read_lease_ms=1000)
+    a, b = await leased.two_proxies(proxy_factory, read_lease_ms=1000)
     assert await put(a, "again", {"messages": msgs(3)}) == 200  # A holds a lease
     assert (await a.delete("/v1/working-memory/again")).status == 200  # and ends it
     # From here on A hears announcements late (they queue up), as under a slow network.
-    inv = _coherence(a).invalidation
+    inv = leased.coherence(a).invalidation
     assert inv is not None
     late: list[bytes] = []
     inv._receive = late.append  # type: ignore[method-assign]
@@ -216,9 +141,9 @@ async def test_a_deleted_session_recreated_elsewhere_is_not_trusted_on_an_old_le
 
 async def test_a_steadily_read_session_renews_its_lease_in_the_background(
         proxy_factory: ProxyFactory, redis_client: aioredis.Redis) -> None:
-    (a, _) = await _leased(proxy_factory, read_lease_ms=400)
+    (a, _) = await leased.two_proxies(proxy_factory, read_lease_ms=400)
     assert await put(a, "steady", {"messages": msgs(3)}) == 200
-    leases = _coherence(a).leases
+    leases = leased.coherence(a).leases
     meta = SessionKeys.build("amp", "steady").meta
     for _ in range(12):  # 1.2 s of reads, three lease lengths
         assert await messages(a, "steady", "recent_messages_limit=2") == msgs(3)[-2:]

@@ -7,8 +7,6 @@ Each test here runs its proxies on a redis-server of this module's own, whose st
 
 from __future__ import annotations
 
-import io
-import uuid
 from typing import Any
 
 import orjson
@@ -17,80 +15,13 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
 from proxy.localstack import Service
-from proxy.store.keys import SessionKeys
 from tests import engine_fixtures as ef
 from tests.conftest import ProxyFactory
-from tests.engine_fixtures import BIG, WM, Message, Meter, msg, msgs
+from tests.engine_fixtures import WM, Message, Meter, msg, msgs
 
 own_redis = ef.own_redis
 own_client = ef.own_client
-
-SIZE = 50_000
-KB = 1024
-
-
-def keys_of(session_id: str) -> SessionKeys:
-    return SessionKeys.build("amp", session_id)
-
-
-async def put(client: TestClient[Any, Any], sid: str, body: dict[str, Any],
-              query: str = BIG) -> dict[str, Any]:
-    resp = await client.put(f"{WM}{sid}?{query}", data=io.BytesIO(orjson.dumps(body)),
-                            headers={"Content-Type": "application/json"})
-    assert resp.status == 200, await resp.text()
-    result: dict[str, Any] = orjson.loads(await resp.read())
-    return result
-
-
-async def get(client: TestClient[Any, Any], sid: str, query: str = "") -> dict[str, Any]:
-    resp = await client.get(f"{WM}{sid}?{query}")
-    assert resp.status == 200, await resp.text()
-    result: dict[str, Any] = orjson.loads(await resp.read())
-    return result
-
-
-@pytest.fixture
-async def big_session(proxy_factory: ProxyFactory, own_redis: Service,
-                      own_client: aioredis.Redis) -> tuple[TestClient[Any, Any], list[Message]]:
-    """A 50,000-message session, written with one PUT through a proxy."""
-    proxy = await proxy_factory(redis_url=own_redis.url)
-    history = msgs(SIZE)
-    await put(proxy, "big", {"messages": history})
-    assert await own_client.llen(keys_of("big").messages) == SIZE
-    return proxy, history
-
-
-async def test_recent_get_reads_a_few_kilobytes_warm_and_cold(
-        big_session: tuple[TestClient[Any, Any], list[Message]],
-        proxy_factory: ProxyFactory, own_redis: Service, own_client: aioredis.Redis) -> None:
-    proxy, history = big_session
-    meter = Meter(own_client)
-    stored = await own_client.memory_usage(keys_of("big").messages)
-    assert stored is not None and stored > 5_000 * KB
-
-    await meter.reset()
-    warm = await get(proxy, "big", "recent_messages_limit=10")
-    warm_usage = await meter.read()
-    assert warm["messages"] == history[-10:]
-    assert warm_usage.bytes_out < 1 * KB, warm_usage
-    assert warm_usage.total_calls <= 2, warm_usage.calls
-
-    cold_proxy = await proxy_factory(redis_url=own_redis.url)  # a new app: empty cache
-    await meter.reset()
-    cold = await get(cold_proxy, "big", "recent_messages_limit=10")
-    cold_usage = await meter.read()
-    assert cold["messages"] == history[-10:]
-    assert cold_usage.bytes_out < 8 * KB, cold_usage
-    assert cold_usage.count("lrange") == 1 and cold_usage.total_calls <= 6, cold_usage.calls
-
-    # Truncation by a context window also reads only the tail it returns.
-    await meter.reset()
-    window = await get(cold_proxy, "big", "recent_messages_limit=10&context_window_max=30")
-    assert 1 <= len(window["messages"]) < 10
-    assert window["messages"] == history[-len(window["messages"]):]
-    assert (await meter.read()).bytes_out < 1 * KB
-    print(f"\nGET recent 10 of {SIZE}: warm {warm_usage}, cold {cold_usage}")
-
+put, get, keys_of, SIZE, KB = ef.put_ok, ef.get_ok, ef.keys_of, ef.SIZE, ef.KB
 
 async def test_append_of_two_writes_only_those_two(
         big_session: tuple[TestClient[Any, Any], list[Message]],
@@ -237,43 +168,3 @@ async def test_data_survives_a_new_app_instance(proxy_factory: ProxyFactory,
     assert (await get(second, "rs", "namespace=n"))["messages"] == history
     await put(second, "rs", {"messages": history + [msg(300)], "namespace": "n"})
     assert (await get(second, "rs", "namespace=n"))["messages"][-2:] == history[-1:] + [msg(300)]
-
-
-@pytest.mark.parametrize("scope", ["", "namespace=ns-imp&user_id=u-imp"])
-async def test_upstream_session_is_imported_once(
-        scope: str, proxy_factory: ProxyFactory, direct: Any, own_redis: Service,
-        own_client: aioredis.Redis) -> None:
-    sid = f"imp-{uuid.uuid4().hex[:8]}"
-    scope_body = dict(p.split("=") for p in scope.split("&")) if scope else {}
-    scope_body = {"namespace": scope_body.get("namespace"), "user_id": scope_body.get("user_id")}
-    body = {"messages": msgs(40), "context": "from before", "data": {"a": 1}, **scope_body}
-    resp = await direct.put(f"{WM}{sid}", data=orjson.dumps(body),
-                            headers={"Content-Type": "application/json"})
-    assert resp.status == 200, await resp.text()
-    upstream_view = orjson.loads(await (await direct.get(f"{WM}{sid}?{scope}")).read())
-
-    proxy = await proxy_factory(redis_url=own_redis.url)
-    ours = await get(proxy, sid, scope)
-    assert ours == upstream_view
-    assert (await get(proxy, sid, scope + "&recent_messages_limit=3"))["messages"] == msgs(40)[-3:]
-    resp = await direct.get(f"{WM}{sid}?{scope}")
-    assert resp.status == 404, "the upstream copy should be gone after the import"
-    resp.release()
-    # From now on the proxy answers alone: a new upstream copy is not imported over it.
-    resp = await direct.put(f"{WM}{sid}", data=orjson.dumps({**body, "messages": msgs(2)}),
-                            headers={"Content-Type": "application/json"})
-    resp.release()
-    cold = await proxy_factory(redis_url=own_redis.url)
-    assert (await get(cold, sid, scope))["messages"] == msgs(40)
-    await put(cold, sid, {**body, "messages": msgs(41)})
-    assert (await get(proxy, sid, scope))["messages"] == msgs(41)
-    (await direct.delete(f"{WM}{sid}?{scope}")).release()
-
-
-async def test_missing_session_is_404_in_both(proxy_factory: ProxyFactory, direct: Any,
-                                              own_redis: Service) -> None:
-    proxy = await proxy_factory(redis_url=own_redis.url)
-    sid = f"none-{uuid.uuid4().hex[:8]}"
-    ours, theirs = await proxy.get(f"{WM}{sid}"), await direct.get(f"{WM}{sid}")
-    assert ours.status == theirs.status == 404
-    assert await ours.read() == await theirs.read()

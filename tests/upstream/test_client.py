@@ -193,20 +193,3 @@ async def test_hop_by_hop_headers_dropped_and_forwarded_added(proxy_factory: Pro
     assert "user-agent" in seen  # the test client sent one; nothing was added by the proxy
     assert resp.headers["X-Up"] == "1"
     assert "Keep-Alive" not in resp.headers
-
-
-async def test_own_endpoints(proxy: TestClient[Any, Any]) -> None:
-    resp = await proxy.get("/-/healthz")
-    assert resp.status == 200
-    resp = await proxy.get("/-/readyz")
-    assert resp.status == 200
-    assert (await resp.json()) == {"status": "ready", "redis": "ok", "upstream": "ok"}
-
-
-async def test_readyz_fails_when_redis_down(proxy_factory: ProxyFactory) -> None:
-    client = await proxy_factory(redis_url=f"redis://127.0.0.1:{free_port()}")
-    resp = await client.get("/-/readyz")
-    assert resp.status == 503
-    body = await resp.json()
-    assert body["redis"].startswith("down")
-    assert body["upstream"] == "ok"
