@@ -21,7 +21,7 @@ stack: $(STAMP)
 	$(BIN)/python -m proxy.localstack
 
 test: stack
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check proxy tests load
