@@ -111,8 +111,3 @@ def epoch_seconds(dt: datetime) -> int:
 def format_epoch(seconds: int) -> str:
     """A stored epoch second as GET renders it: ``datetime.fromtimestamp(s, UTC)`` -> ``…Z``."""
     return format_iso(datetime.fromtimestamp(seconds, UTC))
-
-
-def utcnow() -> datetime:
-    """The server's "now": aware UTC with microseconds."""
-    return datetime.now(UTC)

@@ -74,7 +74,7 @@ def test_epoch_us_orders_naive_and_aware_on_the_utc_line() -> None:
 
 
 def test_generated_now_is_aware_utc_and_formats_with_z() -> None:
-    now = ts.utcnow()
+    now = datetime.now(UTC)
     assert now.utcoffset() == timedelta(0)
     assert ts.format_iso(now.replace(microsecond=42)).endswith(".000042Z")
     assert ts.format_iso(datetime(2024, 1, 1, tzinfo=timezone(timedelta(0)))) == (
