@@ -131,7 +131,9 @@ async def test_keys_of_one_hash_tag_share_a_slot_and_a_script(
     assert await client.eval(script, 3, *keys, "a", "b") == 2
     assert await client.evalsha(await client.script_load(script), 3, *keys, "c") == 3
     async with client.pipeline(transaction=False) as pipe:
-        pipe.hget(keys[0], "n").lrange(keys[1], 0, -1).get(keys[2])
+        pipe.hget(keys[0], "n")
+        pipe.lrange(keys[1], 0, -1)
+        pipe.get(keys[2])
         assert await pipe.execute() == ["1", ["a", "b", "c"], "xyxy"]
     owner = cluster.master_for_slot(slot)
     assert owner.command("CLUSTER", "COUNTKEYSINSLOT", slot) == 3

@@ -92,7 +92,11 @@ async def test_pause_holds_traffic_until_resumed(fault: FaultProxy,
                                                  client: aioredis.Redis) -> None:
     assert await client.set("fp:held", "1")
     fault.pause()
-    held = asyncio.get_running_loop().create_task(client.incr("fp:held"))
+
+    async def incr() -> int:
+        return int(await client.incr("fp:held"))
+
+    held = asyncio.get_running_loop().create_task(incr())
     done, _ = await asyncio.wait({held}, timeout=0.3)
     assert not done  # held, not failed
     fault.resume()
