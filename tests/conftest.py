@@ -14,7 +14,8 @@ from typing import Any
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
-from aiohttp.test_utils import TestClient
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
 from proxy.app import create_app
 from proxy.config import Settings
@@ -71,6 +72,13 @@ async def emptied_client(service: Service) -> AsyncIterator[aioredis.Redis]:
 async def redis_client(proxy_redis: Service) -> AsyncIterator[aioredis.Redis]:
     async with emptied_client(proxy_redis) as client:
         yield client
+
+
+def app_of(client: TestClient[Any, Any]) -> web.Application:
+    """The application behind a test client (typed: the server is always a TestServer)."""
+    server = client.server
+    assert isinstance(server, TestServer)
+    return server.app
 
 
 def make_settings(upstream_url: str, redis_url: str, **overrides: Any) -> Settings:

@@ -15,7 +15,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import orjson
@@ -118,7 +118,8 @@ async def upstream_keys(upstream_redis: aioredis.Redis, pattern: str) -> list[by
 
 async def stored_keys(proxy_redis: aioredis.Redis) -> set[bytes]:
     """The proxy's data keys (read leases, which come and go with reads, left out)."""
-    return {k for k in await proxy_redis.keys("amp:*") if not k.endswith(b":rl")}
+    keys = cast(list[bytes], await proxy_redis.keys("amp:*"))
+    return {k for k in keys if not k.endswith(b":rl")}
 
 
 async def assert_nothing_stored(proxy_redis: aioredis.Redis, upstream_redis: aioredis.Redis,

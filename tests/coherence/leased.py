@@ -10,13 +10,13 @@ from aiohttp.test_utils import TestClient
 
 from proxy.coherence import LeasedCoherence
 from proxy.http.appkeys import COHERENCE
-from tests.conftest import ProxyFactory
+from tests.conftest import ProxyFactory, app_of
 
 Client = TestClient[Any, Any]
 
 
 def coherence(client: Client) -> LeasedCoherence:
-    coherence = client.server.app[COHERENCE]
+    coherence = app_of(client)[COHERENCE]
     assert isinstance(coherence, LeasedCoherence)
     return coherence
 

@@ -8,14 +8,14 @@ from proxy.coherence import Coherence
 from proxy.http.appkeys import COHERENCE
 from proxy.store.keys import SessionKeys
 from tests.coherence import leased
-from tests.conftest import ProxyFactory
+from tests.conftest import ProxyFactory, app_of
 from tests.engine_fixtures import messages, msgs, put
 
 
 async def test_leases_off_checks_every_read(
         proxy_factory: ProxyFactory, redis_client: aioredis.Redis) -> None:
     b = await proxy_factory(read_lease_ms=0)
-    assert b.server.app[COHERENCE].__class__ is Coherence
+    assert app_of(b)[COHERENCE].__class__ is Coherence
     assert await put(b, "off", {"messages": msgs(3)}) == 200
     assert await messages(b, "off") == msgs(3)
     before = await leased.commands(redis_client)

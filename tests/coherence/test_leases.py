@@ -16,7 +16,7 @@ from proxy.http.appkeys import ENGINE
 from proxy.store.keys import SessionKeys
 from proxy.store.store import Revocation
 from tests.coherence import leased
-from tests.conftest import ProxyFactory
+from tests.conftest import ProxyFactory, app_of
 from tests.engine_fixtures import messages, msgs, put
 
 Client = TestClient[Any, Any]
@@ -55,7 +55,7 @@ async def test_writes_through_the_holder_need_no_release(
         assert await put(a, "own", {"messages": msgs(count)}) == 200
         assert await messages(a, "own", "recent_messages_limit=2") == msgs(count)[-2:]
     meta = SessionKeys.build("amp", "own")
-    assert await redis_client.hkeys(meta.leases) == [a.server.app[ENGINE].store.holder.encode()]
+    assert await redis_client.hkeys(meta.leases) == [app_of(a)[ENGINE].store.holder.encode()]
     # The two PUTs' scripts and index upkeep, the INFO calls; no reads.
     assert await leased.commands(redis_client) - before < 40
 
@@ -87,7 +87,7 @@ async def test_a_holder_that_is_gone_is_waited_out(
     assert await put(a, "ghost", {"messages": msgs(4)}) == 200
     waited = time.monotonic() - started
     assert 0.5 < waited < 5.0  # until its lease ran out, not a moment less
-    assert await redis_client.hkeys(keys.leases) == [a.server.app[ENGINE].store.holder.encode()]
+    assert await redis_client.hkeys(keys.leases) == [app_of(a)[ENGINE].store.holder.encode()]
     # A delete waits the same way.
     seconds, micros = await redis_client.time()
     await redis_client.hset(keys.leases, "gone", str(seconds * 1000 + micros // 1000 + 400))
@@ -128,7 +128,7 @@ async def test_a_deleted_session_recreated_elsewhere_is_not_trusted_on_an_old_le
     inv = leased.coherence(a).invalidation
     assert inv is not None
     late: list[bytes] = []
-    inv._receive = late.append  # type: ignore[method-assign]
+    inv._receive = late.append  # type: ignore[method-assign,assignment]
     assert await put(b, "again", {"messages": msgs(4)}) == 200
     assert await messages(a, "again") == msgs(4)
     assert await messages(a, "again") == msgs(4)
@@ -151,4 +151,4 @@ async def test_a_steadily_read_session_renews_its_lease_in_the_background(
         await asyncio.sleep(0.1)
     # Renewed in Redis too: a writer elsewhere would have to wait for A's release.
     assert await redis_client.hkeys(SessionKeys.build("amp", "steady").leases) == [
-        a.server.app[ENGINE].store.holder.encode()]
+        app_of(a)[ENGINE].store.holder.encode()]

@@ -18,7 +18,7 @@ from proxy.http.appkeys import WRITES
 from proxy.localstack import free_port
 from proxy.store.keys import SessionKeys
 from proxy.store.store import Meta, Store, Write, index_member
-from tests.conftest import ProxyFactory
+from tests.conftest import ProxyFactory, app_of
 from tests.engine_fixtures import WM, msg
 
 Client = TestClient[Any, Any]
@@ -59,7 +59,7 @@ async def test_group_commit_and_conflicts(redis_client: aioredis.Redis) -> None:
 
 async def test_concurrent_puts_share_pipelines(proxy: Client,
                                                redis_client: aioredis.Redis) -> None:
-    flusher = proxy.server.app[WRITES].flusher
+    flusher = app_of(proxy)[WRITES].flusher
     before = flusher.batches
     results = await asyncio.gather(*(put(proxy, f"gc{i}", {"messages": [msg(i)]})
                                      for i in range(100)))

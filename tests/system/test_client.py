@@ -14,7 +14,12 @@ import aiohttp
 import orjson
 import redis.asyncio as aioredis
 from agent_memory_client import MemoryAPIClient, MemoryClientConfig
-from agent_memory_client.models import ClientMemoryRecord, MemoryMessage, WorkingMemory
+from agent_memory_client.models import (
+    ClientMemoryRecord,
+    MemoryMessage,
+    MemoryTypeEnum,
+    WorkingMemory,
+)
 from aiohttp.test_utils import TestClient
 from pydantic import BaseModel
 
@@ -55,7 +60,7 @@ SCENARIO: list[Step] = [
     ("update data", lambda c, f: c.update_working_memory_data(
         f("SIDE-c1"), {"lang": "en", "theme": "light"}, namespace=f("SIDE-ns"))),
     ("add memories", lambda c, f: c.add_memories_to_working_memory(
-        f("SIDE-c1"), [ClientMemoryRecord(text="likes tea", memory_type="semantic")],
+        f("SIDE-c1"), [ClientMemoryRecord(text="likes tea", memory_type=MemoryTypeEnum.SEMANTIC)],
         namespace=f("SIDE-ns"))),
     ("get after helpers", lambda c, f: c.get_working_memory(f("SIDE-c1"),
                                                             namespace=f("SIDE-ns"))),

@@ -8,7 +8,7 @@ the two sides' sessions apart. Deliberate differences are asserted as such, at t
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import orjson
@@ -318,7 +318,8 @@ async def test_ttl_survives_reput_without_it(sides: Sides, up_redis: aioredis.Re
     await sides.same("PUT", WM + "SIDE-ttl3", j({"messages": FOUR}))
     up_ttl = await up_redis.ttl(f"working_memory:{sides.tokens['direct']}-ttl3")
     assert 900 < up_ttl <= 1000
-    data = [k for k in await redis_client.keys("amp:{*}:*") if not k.endswith(b":rl")]
+    keys = cast(list[bytes], await redis_client.keys("amp:{*}:*"))
+    data = [k for k in keys if not k.endswith(b":rl")]
     ttls = [await redis_client.ttl(k) for k in data]  # (read leases expire on their own)
     assert ttls and all(900 < t <= 1000 for t in ttls)
 

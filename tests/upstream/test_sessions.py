@@ -26,8 +26,8 @@ async def test_upstream_session_is_imported_once(
         scope: str, proxy_factory: ProxyFactory, direct: Any, own_redis: Service,
         own_client: aioredis.Redis) -> None:
     sid = f"imp-{uuid.uuid4().hex[:8]}"
-    scope_body = dict(p.split("=") for p in scope.split("&")) if scope else {}
-    scope_body = {"namespace": scope_body.get("namespace"), "user_id": scope_body.get("user_id")}
+    given = dict(p.split("=") for p in scope.split("&")) if scope else {}
+    scope_body = {"namespace": given.get("namespace"), "user_id": given.get("user_id")}
     body = {"messages": msgs(40), "context": "from before", "data": {"a": 1}, **scope_body}
     resp = await direct.put(f"{WM}{sid}", data=orjson.dumps(body),
                             headers={"Content-Type": "application/json"})
