@@ -7,6 +7,7 @@ may be waiting for another proxy's release) and before Redis closes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -22,17 +23,21 @@ from proxy.engine.engine import Engine
 from proxy.engine.flusher import Flusher
 from proxy.engine.writes import Writes
 from proxy.errors import StoreUnavailable
-from proxy.http import middleware, routes
+from proxy.http import middleware, ops, routes
 from proxy.http.appkeys import (
     CACHE,
     COHERENCE,
+    DRAINING,
     ENGINE,
+    METRICS,
     REDIS,
     SETTINGS,
     STORE,
     UPSTREAM,
     WRITES,
 )
+from proxy.observability import access
+from proxy.observability.metrics import Metrics
 from proxy.store.store import Store
 from proxy.upstream.client import Upstream, make_client_session
 from proxy.upstream.sessions import UpstreamSessions
@@ -45,7 +50,7 @@ REDIS_CONNECTIONS = 64  # plenty for one event loop; the pub/sub listener holds 
 async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     session = make_client_session(settings.upstream_connect_timeout, settings.upstream_timeout)
-    app[UPSTREAM] = Upstream(settings.upstream_url, session)
+    app[UPSTREAM] = Upstream(settings.upstream_url, session, app[METRICS])
     log.info("upstream %s", settings.upstream_url)
     yield
     await session.close()
@@ -68,11 +73,13 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _coherence_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    cache = app[CACHE] = SessionCache(settings.cache_max_bytes, settings.cache_max_messages)
+    cache = app[CACHE] = SessionCache(settings.cache_max_bytes, settings.cache_max_messages,
+                                      app[METRICS])
     coherence: Coherence = Coherence(app[STORE])
     if settings.read_lease_ms > 0:
         coherence = LeasedCoherence(app[STORE], app[REDIS], settings.key_prefix,
-                                    settings.read_lease_ms, cache.invalidate, cache.clear)
+                                    settings.read_lease_ms, cache.invalidate, cache.clear,
+                                    app[METRICS])
     app[COHERENCE] = coherence
     coherence.start()
     yield
@@ -83,7 +90,7 @@ async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
     settings, store = app[SETTINGS], app[STORE]
     flusher = Flusher(store, app[COHERENCE], batch_max=settings.flush_batch_max,
                       queue_max=settings.queue_max, queue_wait=settings.queue_wait_ms / 1000,
-                      linger=settings.flush_interval_ms / 1000)
+                      linger=settings.flush_interval_ms / 1000, metrics=app[METRICS])
     writes = app[WRITES] = Writes(flusher, app[CACHE], app[COHERENCE],
                                   buffered=settings.ack_mode == "buffered")
     app[ENGINE] = Engine(store, writes, app[CACHE], app[COHERENCE],
@@ -100,10 +107,15 @@ async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[middleware.errors],
+    metrics, draining = Metrics(), asyncio.Event()
+    app = web.Application(middlewares=[access.make_middleware(metrics, draining),
+                                       middleware.errors],
                           client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
-    for ctx in (_upstream_ctx, _redis_ctx, _coherence_ctx, _engine_ctx):
+    app[METRICS], app[DRAINING] = metrics, draining
+    for ctx in (_upstream_ctx, _redis_ctx, _coherence_ctx, _engine_ctx, ops.sampler_ctx):
         app.cleanup_ctx.append(ctx)
+    app.on_response_prepare.append(access.add_request_id_header)
+    ops.add_routes(app.router)  # before the API's catch-all
     routes.add_routes(app.router)
     return app

@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 
 from proxy.coherence.invalidation import Invalidation
 from proxy.coherence.leases import Leases
+from proxy.observability.metrics import Metrics
 from proxy.store.keys import SessionKeys
 from proxy.store.store import Revocation, Store
 
@@ -78,9 +79,10 @@ class LeasedCoherence(Coherence):
     waits_for_release = True
 
     def __init__(self, store: Store, redis: aioredis.Redis, prefix: str, lease_ms: int,
-                 on_change: Callable[[str, int], None], on_reset: Callable[[], None]) -> None:
+                 on_change: Callable[[str, int], None], on_reset: Callable[[], None],
+                 metrics: Metrics | None = None) -> None:
         super().__init__(store)
-        self.leases = Leases(store.holder, lease_ms)
+        self.leases = Leases(store.holder, lease_ms, metrics)
         self.invalidation = Invalidation(redis, prefix, self.leases, on_change, on_reset)
 
     def seen(self) -> int:

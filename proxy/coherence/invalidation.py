@@ -98,7 +98,7 @@ class Invalidation:
         self._last[key] = (version, self.seq)
         self.on_change(key, version)
         if self.leases.holder in holders.split(","):
-            self.leases.ended(key)
+            self.leases.revoked(key)
             # After the lines above no read here serves the old version: say so.
             spawn(self._release(f"{version} {self.leases.holder} {key}"), name="release")
 

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from cachetools import LRUCache
 
 from proxy.errors import StoreUnavailable
+from proxy.observability.metrics import Metrics
 from proxy.store.store import Revocation
 from proxy.tasks import spawn
 
@@ -34,8 +35,10 @@ REMEMBERED = 100_000  # leases held, and releases seen before their writer asked
 
 
 class Leases:
-    def __init__(self, holder: str, length_ms: int) -> None:
+    def __init__(self, holder: str, length_ms: int, metrics: Metrics | None = None) -> None:
         self.holder = holder
+        m = metrics if metrics is not None else Metrics()
+        self._grants, self._revocations = m.lease_grants, m.lease_revocations
         self.length_ms = length_ms
         self._until: LRUCache[str, float] = LRUCache(REMEMBERED)  # meta key -> deadline
         self._waiting: dict[tuple[str, int, str], asyncio.Future[None]] = {}
@@ -51,6 +54,7 @@ class Leases:
     def granted(self, meta_key: str, asked_at: float) -> None:
         """Redis granted a lease asked for at monotonic time ``asked_at``."""
         self._until[meta_key] = asked_at + self.length_ms / 1000 * MARGIN
+        self._grants.inc()
 
     def renew_if_due(self, meta_key: str, version: int,
                      ask: Callable[[], Awaitable[int]]) -> None:
@@ -78,6 +82,11 @@ class Leases:
 
     def ended(self, meta_key: str) -> None:
         self._until.pop(meta_key, None)
+
+    def revoked(self, meta_key: str) -> None:
+        """Another proxy's write ended this proxy's lease."""
+        self.ended(meta_key)
+        self._revocations.inc()
 
     def clear(self) -> None:
         self._until.clear()

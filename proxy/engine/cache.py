@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from cachetools import LRUCache
 
+from proxy.observability.metrics import Metrics
 from proxy.store.keys import SessionKeys
 from proxy.store.store import Meta
 
@@ -117,16 +118,38 @@ class SessionTail:
         self.start += excess
 
 
+class _Tails(LRUCache[str, SessionTail]):
+    """The LRU, counting what it evicts to stay within its size."""
+
+    def __init__(self, max_bytes: int, metrics: Metrics | None) -> None:
+        super().__init__(maxsize=max(max_bytes, 1), getsizeof=SessionTail.size)
+        self._evicted = metrics.cache_evictions if metrics is not None else None
+
+    def popitem(self) -> tuple[str, SessionTail]:
+        item = super().popitem()
+        if self._evicted is not None:
+            self._evicted.inc()
+        return item
+
+
 class SessionCache:
-    def __init__(self, max_bytes: int, max_messages: int) -> None:
+    def __init__(self, max_bytes: int, max_messages: int,
+                 metrics: Metrics | None = None) -> None:
         self.max_messages = max_messages
-        self._lru: LRUCache[str, SessionTail] = LRUCache(
-            maxsize=max(max_bytes, 1), getsizeof=SessionTail.size)
+        self._lru = _Tails(max_bytes, metrics)
+        self._hit = metrics.cache_lookups.labels("hit") if metrics is not None else None
+        self._miss = metrics.cache_lookups.labels("miss") if metrics is not None else None
         self._pinned: dict[str, SessionTail] = {}
         # meta key -> logical key, for invalidations (bounded: evicted tails leave names)
         self._by_meta: LRUCache[str, str] = LRUCache(maxsize=1_000_000)
 
     def get(self, logical: str) -> SessionTail | None:
+        entry = self._lookup(logical)
+        if self._hit is not None and self._miss is not None:
+            (self._miss if entry is None else self._hit).inc()
+        return entry
+
+    def _lookup(self, logical: str) -> SessionTail | None:
         entry = self._pinned.get(logical)
         if entry is not None:
             return entry
@@ -152,7 +175,7 @@ class SessionCache:
     def invalidate(self, meta_key: str, version: int) -> None:
         """Another writer moved this session to ``version`` (0: deleted)."""
         logical = self._by_meta.get(meta_key)
-        entry = self.get(logical) if logical is not None else None
+        entry = self._lookup(logical) if logical is not None else None
         if entry is None:
             self._by_meta.pop(meta_key, None)
         elif not entry.pending and entry.meta.version != version:

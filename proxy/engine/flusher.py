@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -23,6 +24,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from proxy.coherence import Coherence
 from proxy.errors import Conflict, Overloaded, StoreUnavailable
+from proxy.observability.metrics import Metrics
 from proxy.store.store import Revocation, Store, Write
 from proxy.tasks import cancel_and_wait, spawn
 
@@ -37,8 +39,9 @@ class _Pending:
 
 class Flusher:
     def __init__(self, store: Store, coherence: Coherence, *, batch_max: int, queue_max: int,
-                 queue_wait: float, linger: float) -> None:
+                 queue_wait: float, linger: float, metrics: Metrics | None = None) -> None:
         self.store = store
+        self.metrics = metrics if metrics is not None else Metrics()
         self.coherence = coherence
         self.batch_max = batch_max
         self.queue_wait = queue_wait
@@ -61,6 +64,7 @@ class Flusher:
     async def submit(self, write: Write) -> asyncio.Future[int]:
         """Queue a write; the returned future resolves once it is durable in Redis."""
         if self._closing:
+            self.metrics.write_queue_rejections.labels("shutting_down").inc()
             raise Overloaded("shutting down", retry_after=1)
         item = _Pending(write, asyncio.get_running_loop().create_future())
         try:
@@ -69,6 +73,7 @@ class Flusher:
             try:
                 await asyncio.wait_for(self._queue.put(item), self.queue_wait)
             except TimeoutError:
+                self.metrics.write_queue_rejections.labels("queue_full").inc()
                 raise Overloaded("write queue full", retry_after=1) from None
         return item.done
 
@@ -87,6 +92,8 @@ class Flusher:
 
     async def _flush(self, batch: list[_Pending], retry: bool = True) -> None:
         redis: aioredis.Redis = self.store.redis
+        m = self.metrics
+        started = time.perf_counter()
         try:
             if not self.store.scripts_loaded:
                 await self.store.load_scripts()
@@ -96,6 +103,7 @@ class Flusher:
         except Exception as exc:  # noqa: BLE001 - whatever broke, fail this batch, keep flushing
             level = logging.ERROR if isinstance(exc, RedisError | OSError) else logging.CRITICAL
             log.log(level, "flush of %d writes failed: %r", len(batch), exc)
+            m.flushed_writes.labels("failed").inc(len(batch))
             for item in batch:
                 if not item.done.done():
                     item.done.set_exception(StoreUnavailable("redis unavailable"))
@@ -110,6 +118,9 @@ class Flusher:
             await self._flush(lost, retry=False)
         self.batches += 1
         self.writes += len(batch)
+        m.flush_duration.observe(time.perf_counter() - started)
+        m.flush_batch_size.observe(len(batch))
+        written = failed = conflicts = 0
         position = 0
         for item, count in zip(batch, counts, strict=True):
             reply = replies[position]
@@ -119,7 +130,9 @@ class Flusher:
             if isinstance(reply, Exception):
                 log.error("write to %s failed: %r", item.write.keys.logical, reply)
                 item.done.set_exception(StoreUnavailable("redis write failed"))
+                failed += 1
             elif int(reply[0]) == 1:
+                written += 1
                 version = int(reply[1])
                 revocation = Revocation.from_reply(version, reply[2], reply[3])
                 if revocation.holders and self.coherence.waits_for_release:
@@ -130,11 +143,17 @@ class Flusher:
                     item.done.set_result(version)
             else:
                 item.done.set_exception(Conflict(int(reply[1])))
+                conflicts += 1
+        for result, count in (("written", written), ("conflict", conflicts), ("failed", failed)):
+            if count:
+                m.flushed_writes.labels(result).inc(count)
 
     async def _resolve_when_released(self, item: _Pending, revocation: Revocation) -> None:
+        started = time.perf_counter()
         try:
             await self.coherence.await_release(item.write.keys.meta, revocation)
         finally:  # durable either way; the wait only orders it after other proxies' reads
+            self.metrics.lease_release_wait.observe(time.perf_counter() - started)
             if not item.done.done():
                 item.done.set_result(revocation.version)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import redis.asyncio as aioredis
 from aiohttp import web
 
@@ -10,6 +12,7 @@ from proxy.config import Settings
 from proxy.engine.cache import SessionCache
 from proxy.engine.engine import Engine
 from proxy.engine.writes import Writes
+from proxy.observability.metrics import Metrics
 from proxy.store.store import Store
 from proxy.upstream.client import Upstream
 
@@ -21,3 +24,6 @@ CACHE = web.AppKey("cache", SessionCache)
 COHERENCE = web.AppKey("coherence", Coherence)
 WRITES = web.AppKey("writes", Writes)
 ENGINE = web.AppKey("engine", Engine)
+METRICS = web.AppKey("metrics", Metrics)
+# Set on SIGTERM: /-/readyz answers 503 while requests are still served (see __main__).
+DRAINING = web.AppKey("draining", asyncio.Event)

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from proxy.engine.engine import Answer
 from proxy.errors import ForwardToUpstream, PayloadTooLarge
-from proxy.http.appkeys import ENGINE, REDIS, SETTINGS, UPSTREAM
+from proxy.http.appkeys import DRAINING, ENGINE, REDIS, SETTINGS, UPSTREAM
 from proxy.http.prompt import memory_prompt
 
 WM = "/v1/working-memory"
@@ -84,7 +84,11 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: Redis and the upstream both answer right now."""
+    """Readiness: Redis and the upstream both answer right now, and no SIGTERM is draining
+    the process (then 503 at once, so load balancers stop sending new requests)."""
+    if request.app[DRAINING].is_set():
+        return web.Response(status=503, content_type="application/json",
+                            body=b'{"status":"draining"}')
     checks = {"redis": "ok", "upstream": "ok"}
     try:
         await asyncio.wait_for(request.app[REDIS].ping(), 2)

@@ -24,7 +24,6 @@ from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -32,11 +31,13 @@ from prometheus_client import (
     generate_latest,
     values,
 )
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.multiprocess import MultiProcessCollector
 
 PREFIX = "amp"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+# The classic text format (0.0.4), which every Prometheus version and scraper reads.
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 # Seconds: from a warm GET (~0.2 ms) to a slow upstream call.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
@@ -153,15 +154,20 @@ class Metrics:
                                         "Credential verdicts held", "livesum")
 
         # --- upstream sync ----------------------------------------------------------------
+        # Backlog and lag are read from the Redis all proxies share: the same in each.
         self.sync_backlog = gauge("sync_backlog_sessions",
                                   "Sessions changed here and due to be handed to the upstream",
-                                  "livesum")
+                                  "livemax")
         self.sync_lag = gauge(
             "sync_lag_seconds",
             "Age of the oldest change not yet handed to the upstream (0: none)", "livemax")
         self.sync_handovers = counter(
             "sync_handovers_total",
             "Sessions handed to the upstream, by result (ok, failed, ...)", ("result",))
+        self.sync_divergences = counter(
+            "sync_divergences_total",
+            "Upstream copies found changed by something other than the proxy, by kind "
+            "(foreign, leftover, missing, unreadable)", ("kind",))
 
         self._samplers: list[Callable[[], None]] = []
         self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}

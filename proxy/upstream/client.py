@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import IO
@@ -24,6 +25,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from proxy.errors import UpstreamError, UpstreamTimeout
+from proxy.observability import context
+from proxy.observability.metrics import Metrics
 
 log = logging.getLogger("proxy.upstream.client")
 
@@ -70,6 +73,9 @@ def forward_headers(request: web.Request) -> CIMultiDict[str]:
     prior = request.headers.get("X-Forwarded-For")
     headers["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
     headers["X-Forwarded-Proto"] = request.scheme
+    rid = context.current.get()
+    if rid is not None:  # the client's own, or the one generated for it
+        headers[context.HEADER] = rid
     return headers
 
 
@@ -98,9 +104,14 @@ class UpstreamAnswer:
 class Upstream:
     """The upstream server, reached through one pooled client session."""
 
-    def __init__(self, base_url: str, session: aiohttp.ClientSession) -> None:
+    def __init__(self, base_url: str, session: aiohttp.ClientSession,
+                 metrics: Metrics | None = None) -> None:
         self.base = URL(base_url.rstrip("/"))
         self.session = session
+        self.metrics = metrics if metrics is not None else Metrics()
+
+    def _failed(self, use: str, kind: str) -> None:
+        self.metrics.upstream_errors.labels(use, kind).inc()
 
     def url_for(self, raw_path_qs: str) -> URL:
         return URL(str(self.base) + raw_path_qs, encoded=True)
@@ -109,15 +120,25 @@ class Upstream:
                    headers: CIMultiDict[str] | dict[str, str] | None = None,
                    skip_auto_headers: Iterable[str] = ()) -> UpstreamAnswer:
         """One buffered request; ``path_qs`` is sent as given (already percent-encoded)."""
+        rid = context.current.get()
+        if rid is not None:
+            headers = CIMultiDict(headers or ())
+            headers.setdefault(context.HEADER, rid)
+        self.metrics.upstream_requests.labels("call").inc()
+        started = time.perf_counter()
         try:
             async with self.session.request(
                 method, self.url_for(path_qs), data=body, headers=headers,
                 allow_redirects=False, skip_auto_headers=skip_auto_headers, compress=None,
             ) as resp:
+                self.metrics.upstream_duration.labels("call").observe(
+                    time.perf_counter() - started)
                 return UpstreamAnswer(resp.status, CIMultiDict(resp.headers), await resp.read())
         except TimeoutError as exc:
+            self._failed("call", "timeout")
             raise UpstreamTimeout("upstream timed out") from exc
         except aiohttp.ClientError as exc:
+            self._failed("call", "unreachable")
             raise UpstreamError(f"upstream unreachable: {exc.__class__.__name__}") from exc
 
     async def forward(self, request: web.Request) -> web.StreamResponse:
@@ -125,6 +146,8 @@ class Upstream:
         has_body = request.body_exists
         headers = forward_headers(request)
         skip = [h for h in AUTO_HEADERS if h not in request.headers]
+        self.metrics.upstream_requests.labels("pass_through").inc()
+        started = time.perf_counter()
         try:
             upstream_resp = await self.session.request(
                 request.method, self.url_for(request.raw_path), headers=headers,
@@ -132,14 +155,19 @@ class Upstream:
                 skip_auto_headers=skip, compress=None,
             )
         except TimeoutError as exc:
+            self._failed("pass_through", "timeout")
             raise UpstreamTimeout("upstream timed out") from exc
         except aiohttp.ClientConnectionError as exc:
             if isinstance(exc, aiohttp.ServerTimeoutError):
+                self._failed("pass_through", "timeout")
                 raise UpstreamTimeout("upstream timed out") from exc
             if request.transport is None or request.transport.is_closing():
                 # The client went away mid-body; there is nobody to answer.
                 raise asyncio.CancelledError from exc
+            self._failed("pass_through", "unreachable")
             raise UpstreamError(f"upstream unreachable: {exc.__class__.__name__}") from exc
+        self.metrics.upstream_duration.labels("pass_through").observe(
+            time.perf_counter() - started)
         async with upstream_resp:
             return await self._stream_back(request, upstream_resp)
 

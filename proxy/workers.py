@@ -1,0 +1,185 @@
+"""``serve --workers N``: one proxy per core, all on one port.
+
+The parent forks N workers before it has imported the application (or prometheus_client,
+or started an event loop). Each worker is a whole proxy: its own event loop, cache,
+Redis pool and read-lease holder id, so workers are coherent with one another exactly as
+separate proxies are. They share the port through SO_REUSEPORT: the kernel spreads new
+connections over their listening sockets.
+
+The parent forwards SIGTERM and SIGINT to the workers and waits for them (each drains,
+see __main__), restarts a worker that dies while serving, and gives up on one that dies at
+start-up. Metrics run in prometheus_client's multiprocess mode over a directory the parent
+owns, so a scrape answered by any worker reports the whole group.
+
+Default worker count: the cores this process may run on, ``os.sched_getaffinity``
+(taskset, cpusets, Docker's ``--cpuset-cpus``), capped by a cgroup v2 CPU quota (Docker's
+``--cpus``, a Kubernetes CPU limit) when one is set. ``os.cpu_count()`` counts the
+machine's cores instead: a sidecar limited to one CPU on a 64-core node would fork 64.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import multiprocessing
+import multiprocessing.connection
+import os
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Callable
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from types import FrameType
+
+from proxy.config import Settings
+
+log = logging.getLogger("proxy.workers")
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client reads it when imported
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+STARTUP_GRACE = 5.0  # a worker that dies sooner is broken, not unlucky: no restart
+KILL_AFTER = 5.0  # seconds past drain + shutdown_timeout before a stuck worker is killed
+
+Worker = Callable[[Settings, bool], int]
+
+
+def available_cores(cpu_max: Path = CGROUP_CPU_MAX) -> int:
+    """Cores this process may use: its affinity, capped by a cgroup v2 CPU quota."""
+    cores = len(os.sched_getaffinity(0))
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 CPU controller here: the affinity alone
+    return max(1, cores)
+
+
+def worker_count(setting: int) -> int:
+    return setting if setting > 0 else available_cores()
+
+
+def serve_group(settings: Settings, count: int, worker: Worker) -> int:
+    """Fork ``count`` workers running ``worker(settings, reuse_port=True)``; wait for them."""
+    if settings.port == 0:
+        log.error("workers = %d needs a fixed port: each worker binds it itself", count)
+        return 2
+    directory, owned = _metrics_directory()
+    group = _Group(settings, worker, count)
+    try:
+        return group.run()
+    finally:
+        if owned:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _metrics_directory() -> tuple[str, bool]:
+    """The multiprocess metrics directory (the operator's if set) and whether it is ours.
+    Emptied first: files of an earlier group would be counted as this one's."""
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        for stale in Path(given).glob("*.db"):
+            stale.unlink(missing_ok=True)
+        return given, False
+    directory = tempfile.mkdtemp(prefix="amp-metrics-")
+    os.environ[MULTIPROC_ENV] = directory  # inherited by the workers forked next
+    return directory, True
+
+
+class _Group:
+    def __init__(self, settings: Settings, worker: Worker, count: int) -> None:
+        self.settings = settings
+        self.worker = worker
+        self.count = count
+        self.context = multiprocessing.get_context("fork")
+        self.running: dict[int, tuple[BaseProcess, float]] = {}  # slot -> (process, start)
+        self.stopping: signal.Signals | None = None
+        self.status = 0
+        self.pid = os.getpid()
+
+    def run(self) -> int:
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            for slot in range(self.count):
+                self._start(slot)
+            log.info("%d workers on http://%s:%d", self.count, self.settings.host,
+                     self.settings.port)
+            self._supervise()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        log.info("all workers stopped")
+        return self.status
+
+    def _start(self, slot: int) -> None:
+        process = self.context.Process(target=_worker_main, name=f"amp-worker-{slot}",
+                                       args=(self.worker, self.settings))
+        process.start()
+        self.running[slot] = (process, time.monotonic())
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        sig = signal.Signals(signum)
+        if os.getpid() != self.pid:  # a worker before it installed its own handlers
+            raise SystemExit(128 + signum)
+        if self.stopping is None or sig == signal.SIGINT:
+            log.info("%s: stopping %d workers", sig.name, len(self.running))
+            self.stopping = sig
+            self._signal_all(sig)
+
+    def _signal_all(self, sig: signal.Signals) -> None:
+        for process, _ in self.running.values():
+            if process.pid is not None and process.is_alive():
+                os.kill(process.pid, sig)
+
+    def _supervise(self) -> None:
+        deadline: float | None = None
+        while self.running:
+            sentinels = {p.sentinel: slot for slot, (p, _) in self.running.items()}
+            for sentinel in multiprocessing.connection.wait(list(sentinels), timeout=0.5):
+                assert isinstance(sentinel, int)
+                self._reap(sentinels[sentinel])
+            if self.stopping is not None and deadline is None:
+                deadline = time.monotonic() + self.settings.drain_seconds + \
+                    self.settings.shutdown_timeout + KILL_AFTER
+            if deadline is not None and time.monotonic() > deadline:
+                log.error("workers still running past the shutdown deadline: killing them")
+                self._signal_all(signal.SIGKILL)
+                deadline = math.inf
+
+    def _reap(self, slot: int) -> None:
+        process, started = self.running.pop(slot)
+        process.join()
+        _mark_dead(process.pid)
+        code = process.exitcode
+        if self.stopping is not None:
+            if code != 0:
+                log.error("worker %s exited with %s", process.pid, code)
+                self.status = 1
+            return
+        if time.monotonic() - started < STARTUP_GRACE:
+            log.error("worker %s exited with %s at start-up: stopping the group",
+                      process.pid, code)
+            self.status = 1
+            self.stopping = signal.SIGINT
+            self._signal_all(signal.SIGINT)
+            return
+        log.error("worker %s exited with %s; starting another", process.pid, code)
+        self._start(slot)
+
+
+def _worker_main(worker: Worker, settings: Settings) -> None:
+    # The fork copied the parent's Python-level handlers: the worker installs its own.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_DFL)
+    raise SystemExit(worker(settings, True))
+
+
+def _mark_dead(pid: int | None) -> None:
+    """Drop a dead worker's live gauges (its counters stay: totals survive restarts)."""
+    if pid is None:
+        return
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
