@@ -1,0 +1,195 @@
+"""One round for one claimed session: read both copies, merge (merge.py), store what
+changed here, hand over what the upstream lacks, and say what the ledger should do next.
+
+A round costs the proxy one read of the whole session from Redis and the upstream one GET
+of its copy, plus, only when the copies differ, one PUT of the whole session (the
+"hand-over"), and here one rewrite of the session when stamps or foreign content arrived.
+Follow-up rounds (``settle``) poll the upstream's copy after a hand-over, backing off from
+the quiet period to a minute, until its promotion has stamped every message and memory
+(or about three minutes passed): that is how stamps become visible through the proxy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from dataclasses import dataclass, replace
+
+import orjson
+
+from proxy import codec
+from proxy.engine.engine import Engine
+from proxy.engine.plan import Plan
+from proxy.errors import Conflict, HttpError
+from proxy.observability.metrics import Metrics
+from proxy.store.keys import SessionKeys, logical_key
+from proxy.store.store import Snapshot, Write
+from proxy.sync.copies import Copy
+from proxy.sync.ledger import Claim, Outcome
+from proxy.sync.merge import Merged, merge
+from proxy.sync.records import Record, Records
+
+log = logging.getLogger("proxy.sync")
+
+SETTLE_WINDOW_MS = 180_000  # follow-up polls stop this long after a hand-over
+SETTLE_MAX_DELAY_MS = 60_000
+RETRY_MAX_MS = 30_000
+# Refusals that a later round may not get: auth not configured yet, the upstream busy.
+TRANSIENT = frozenset((401, 403, 408, 409, 425, 429))
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    outcome: Outcome
+    label: str  # ok, unchanged, failed, rejected, superseded, gone
+    delay_ms: float = 0
+    step: int = 0
+
+
+def settle_delay(base_ms: float, step: int) -> float | None:
+    """Delay before follow-up poll ``step`` (0-based), None once the window is spent."""
+    delays = [min(base_ms * (1 << i), SETTLE_MAX_DELAY_MS) for i in range(step + 1)]
+    return None if sum(delays) > SETTLE_WINDOW_MS else float(delays[-1])
+
+
+def retry_delay(failures: int) -> float:
+    """Back off 0.5 s, 1 s, 2 s ... up to 30 s, with jitter so sessions spread out."""
+    return min(500.0 * (1 << min(failures, 16)), RETRY_MAX_MS) * random.uniform(0.8, 1.0)
+
+
+class HandOver:
+    def __init__(self, engine: Engine, records: Records, metrics: Metrics,
+                 settle_base_ms: float) -> None:
+        self.engine = engine
+        self.store = engine.store
+        self.upstream = engine.upstream
+        self.records = records
+        self.metrics = metrics
+        self.settle_base_ms = settle_base_ms
+
+    async def run(self, claim: Claim, claimed_ms: int) -> Result:
+        try:
+            return await self._run(claim, claimed_ms)
+        except HttpError as exc:  # the upstream or Redis failed: try again later
+            log.warning("hand-over of %s failed (%s); retrying", claim.member.decode(),
+                        exc.detail)
+            return Result("retry", "failed", retry_delay(claim.failures), claim.step)
+
+    async def _run(self, claim: Claim, claimed_ms: int) -> Result:
+        namespace, user_id, session_id = orjson.loads(claim.member)
+        keys = self.store.keys(logical_key(session_id, namespace, user_id))
+        snap = await self.store.snapshot(keys, None)
+        if snap is None:  # deleted or expired here since it was marked
+            await self.records.forget(keys)
+            return Result("gone", "gone")
+        ours = Copy.from_stored(snap.meta.doc, snap.messages)
+        raw = await self.upstream.fetch(session_id, namespace, user_id)
+        record = await self.records.load(keys)
+        merged, theirs = self._merge(keys, ours, raw, record, snap.meta.version / 1e6)
+        if not merged.copy.same_as(ours):
+            stored = await self._store(keys, snap, ours, merged)
+            if stored is None:
+                return Result("clean", "superseded")  # written meanwhile: due again
+            merged = stored
+        handed = theirs is None or not merged.copy.same_as(theirs)
+        if handed:
+            answer = await self.upstream.hand_over(session_id, merged.copy.put_body())
+            if answer.status != 200:
+                return self._refused(claim, keys, answer.status, answer.body)
+            if await self.records.deleted_since(keys, claimed_ms):
+                # Deleted through the proxy while this was in flight: undo it upstream.
+                await self.upstream.delete(session_id, namespace, user_id)
+                return Result("clean", "superseded")
+        if handed or record is None or not record.knows(merged.copy.content()):
+            await self.records.save(keys, Record.after(merged.copy, record))
+        return self._next(claim, handed, merged.copy if handed or theirs is None else theirs)
+
+    def _merge(self, keys: SessionKeys, ours: Copy, raw: bytes | None, record: Record | None,
+               created_s: float) -> tuple[Merged, Copy | None]:
+        theirs = None
+        if raw is not None:
+            try:
+                theirs = Copy.from_upstream(raw)
+            except codec.Unsupported as exc:
+                self._diverged("unreadable", "cannot read the upstream's copy of %s (%s); "
+                               "it is replaced by the proxy's", keys.logical, exc)
+                return Merged(ours, "absent"), None
+        merged = merge(ours, theirs, record, created_s)
+        if merged.kind == "foreign":
+            self._diverged("foreign", "the upstream's copy of %s was written outside the "
+                           "proxy: kept %d of its messages and memories, took %d edits",
+                           keys.logical, merged.kept, merged.taken)
+        elif merged.kind == "stale":
+            self._diverged("leftover", "the upstream's copy of %s predates the proxy's; "
+                           "replaced by it", keys.logical)
+        elif merged.kind == "absent" and record is not None:
+            self._diverged("missing", "the upstream's copy of %s is gone (deleted or "
+                           "expired there); handed over again", keys.logical)
+        return merged, theirs
+
+    def _diverged(self, kind: str, message: str, *args: object) -> None:
+        self.metrics.sync_divergences.labels(kind).inc()
+        (log.info if kind in ("leftover", "missing") else log.warning)(message, *args)
+
+    async def _store(self, keys: SessionKeys, snap: Snapshot, ours: Copy,
+                     merged: Merged) -> Merged | None:
+        """Write the merged session here if it is still the version read; returns what
+        was stored (the proxy's own copy when the upstream's content cannot be stored
+        here), or None when a client wrote the session meanwhile."""
+        write = self._write(keys, snap, merged)
+        if write is None:
+            return Merged(ours, merged.kind)
+        async with self.engine.session_lock(keys.logical):
+            try:
+                await (await self.engine.writes.flusher.submit(write))
+            except Conflict:
+                return None
+            finally:
+                self.engine.cache.drop(keys.logical)  # reread: Redis holds the truth
+        return merged
+
+    def _write(self, keys: SessionKeys, snap: Snapshot, merged: Merged) -> Write | None:
+        copy, meta = merged.copy, snap.meta
+        if merged.content_changed:  # foreign content: re-encode the session whole
+            _ns, _uid, session_id = orjson.loads(meta.index_member)
+            try:
+                encoded = codec.encode_messages(list(copy.messages), self.engine.now())
+            except codec.Unsupported as exc:
+                log.error("foreign content of %s not storable here (%s)", keys.logical, exc)
+                return None
+            body = codec.PutBody(list(copy.messages), copy.doc(), b"", copy.fields["namespace"],
+                                 copy.fields["user_id"], None, copy.fields["tokens"])
+            plan = Plan.build(keys, session_id, body, meta, None, encoded, self.engine.now())
+            return replace(plan.write, handover=False, keep_rank=True)
+        bodies = [orjson.dumps(m) for m in copy.messages]
+        new_meta = replace(meta, doc=copy.doc())
+        old = b",".join(snap.messages)
+        if (meta.input_canonical and meta.input_length == len(old)
+                and hashlib.sha256(old).digest() == meta.input_digest):
+            # The last PUT sent exactly what is stored: a client that re-sends what it
+            # reads (as agent-memory-client does) will send the stamped form next.
+            new = b",".join(bodies)
+            new_meta = replace(new_meta, input_digest=hashlib.sha256(new).digest(),
+                               input_length=len(new))
+        return Write(keys, True, meta.version, new_meta, bodies, list(snap.tokens), None,
+                     self.engine.clock(), handover=False, keep_rank=True)
+
+    def _refused(self, claim: Claim, keys: SessionKeys, status: int, body: bytes) -> Result:
+        if status < 500 and status not in TRANSIENT:
+            log.error("the upstream refused the hand-over of %s (%d %s); not retried until "
+                      "the session changes", keys.logical, status, body[:300])
+            return Result("clean", "rejected")
+        log.warning("the upstream answered %d to the hand-over of %s; retrying", status,
+                    keys.logical)
+        return Result("retry", "failed", retry_delay(claim.failures), claim.step)
+
+    def _next(self, claim: Claim, handed: bool, upstream_view: Copy) -> Result:
+        label = "ok" if handed else "unchanged"
+        if not upstream_view.pending():
+            return Result("clean", label)
+        step = 0 if handed else claim.step
+        delay = settle_delay(self.settle_base_ms, step)
+        if delay is None:
+            return Result("clean", label)
+        return Result("settle", label, delay, step + 1)
