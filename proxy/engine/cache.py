@@ -10,7 +10,9 @@ writes not yet in Redis (buffered mode) is pinned and never evicted.
 from __future__ import annotations
 
 import array
+import hashlib
 from dataclasses import dataclass, field
+from weakref import WeakValueDictionary
 
 from cachetools import LRUCache
 
@@ -21,7 +23,23 @@ from proxy.store.store import Meta
 _OVERHEAD = 512  # rough bytes of bookkeeping per entry
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
+class KnownInput:
+    """The last PUT's messages as sent (orjson's compact form) and the SHA-256 state after
+    them: the next PUT proves it repeats them with one memcmp and extends the digest by
+    its new bytes alone (engine/plan.py). Valid while the tail's meta is ``meta``."""
+
+    meta: Meta
+    data: bytes | memoryview  # usually a view into that PUT's own body: no copy
+    hasher: hashlib._Hash
+
+    def held(self) -> int:
+        """Bytes this keeps alive: all of the buffer a view points into."""
+        data = self.data
+        return len(data.obj) if isinstance(data, memoryview) else len(data)  # type: ignore[arg-type]
+
+
+@dataclass(slots=True, weakref_slot=True)
 class SessionTail:
     keys: SessionKeys
     meta: Meta
@@ -33,6 +51,7 @@ class SessionTail:
     tokens: array.array[int] = field(default_factory=lambda: array.array("I"))
     pending: int = 0  # writes acknowledged but not yet durable
     checked: int = -1  # invalidation messages seen when this tail was last known current
+    known: KnownInput | None = None  # the last PUT's input, for the next PUT's proof
 
     @property
     def count(self) -> int:
@@ -47,7 +66,8 @@ class SessionTail:
         return self.meta.expires
 
     def size(self) -> int:
-        return len(self.blob) + 12 * len(self.offsets) + len(self.meta.doc) + _OVERHEAD
+        known = self.known.held() if self.known is not None else 0
+        return len(self.blob) + 12 * len(self.offsets) + len(self.meta.doc) + known + _OVERHEAD
 
     def covers(self, first: int) -> bool:
         return self.start <= first <= self.count
@@ -142,6 +162,9 @@ class SessionCache:
         self._pinned: dict[str, SessionTail] = {}
         # meta key -> logical key, for invalidations (bounded: evicted tails leave names)
         self._by_meta: LRUCache[str, str] = LRUCache(maxsize=1_000_000)
+        # session id -> the tail its last PUT wrote: a PUT finds its session before it
+        # parses the scope (namespace, user_id) out of its body. Gone with the tail.
+        self._by_session: WeakValueDictionary[str, SessionTail] = WeakValueDictionary()
 
     def get(self, logical: str) -> SessionTail | None:
         entry = self._lookup(logical)
@@ -154,6 +177,20 @@ class SessionCache:
         if entry is not None:
             return entry
         return self._lru.get(logical)
+
+    peek = _lookup  # a lookup that is not a client's read (no hit/miss counted)
+
+    def note_put(self, session_id: str, entry: SessionTail) -> None:
+        """``entry`` is what the last PUT of ``session_id`` wrote."""
+        self._by_session[session_id] = entry
+
+    def by_session(self, session_id: str) -> SessionTail | None:
+        """The cached tail the last PUT of ``session_id`` wrote, if still cached (its scope
+        is only a guess until the body is read)."""
+        entry = self._by_session.get(session_id)
+        if entry is None or self._lookup(entry.keys.logical) is not entry:
+            return None
+        return entry
 
     def put(self, entry: SessionTail) -> None:
         """Insert or refresh (its size may have changed) an entry."""

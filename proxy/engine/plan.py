@@ -1,24 +1,32 @@
 """Plan a PUT: decide what of it is new, and build the one Write that stores it.
 
 The proof that a PUT "begins with exactly the stored messages" costs no Python work per
-stored message: the body's messages are dumped once (orjson, C), and the leading bytes
-are hashed (hashlib, C) and compared with the digest kept from the previous PUT, whose
-byte length is known. Equal bytes at a message boundary mean equal messages: same ids,
-contents and order. Any edit, drop or reorder changes those bytes and the session is
-rewritten. Messages without an id or created_at get new ones on every PUT (as upstream),
-so such a PUT never records a digest and the next one rewrites.
+stored message. The meta keeps the SHA-256 and byte length of the last PUT's messages as
+orjson dumps them (compact, the form most clients send as well); equal bytes at a message
+boundary mean equal messages: same ids, contents and order. Any edit, drop or reorder
+changes those bytes and the session is rewritten. Messages without an id or created_at get
+new ones on every PUT (as upstream), so such a PUT never records a digest and the next one
+rewrites. Two ways to the proof:
+
+* ``plan_put``: the body parsed whole; its messages dumped once (C), the leading bytes
+  hashed (C) and compared with the digest.
+* ``plan_proven``: the body's raw bytes already begin with the recorded ones (a memcmp
+  against the bytes kept with the cached tail, ``KnownInput``, or the SHA-256 when none
+  are kept; see codec/rawbody.py for why the cut is sound). Only the new messages were
+  parsed; the digest is extended from the kept hash state by their bytes alone.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
 import orjson
 
 from proxy import codec
-from proxy.engine.cache import SessionTail
+from proxy.engine.cache import KnownInput, SessionTail
 from proxy.store.keys import SessionKeys
 from proxy.store.store import Meta, Write, index_member
 
@@ -27,6 +35,10 @@ COMMA = ord(",")
 
 def _hash(data: bytes | memoryview) -> bytes:
     return hashlib.sha256(data).digest()  # SHA-NI makes it the fastest hashlib choice here
+
+
+def _nothing() -> list[object]:
+    return []
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,13 +57,16 @@ class Plan:
     tokens_total: int
     generated_timestamp: bool  # some message had no created_at: deprecation header
     echo: bytes | None  # the response's message array, when the body was canonical already
-    raw_prefix: list[object]
+    raw_prefix: Callable[[], list[object]]  # the kept messages as sent, for as_rewrite
     now: datetime
+    # The bytes and hash state the next PUT's proof starts from (None: none to keep).
+    known: tuple[bytes | memoryview, hashlib._Hash] | None = None
 
     @classmethod
     def build(cls, keys: SessionKeys, session_id: str, body: codec.PutBody, meta: Meta | None,
               base: Meta | None, encoded: list[codec.EncodedMessage], now: datetime,
-              digest: InputDigest = InputDigest(), raw_prefix: list[object] | None = None,
+              digest: InputDigest = InputDigest(),
+              raw_prefix: Callable[[], list[object]] = _nothing,
               echo: bytes | None = None) -> Plan:
         """The Write for ``encoded`` on top of ``base`` (the kept prefix's meta) or alone;
         ``meta`` is the session as stored (None: new)."""
@@ -81,22 +96,37 @@ class Plan:
             index_score=now.timestamp(), stale_member=meta.index_member if meta else b"",
         )
         return cls(write, base.count if base else 0, tokens_total,
-                   any(not m.had_created_at for m in encoded), echo, raw_prefix or [], now)
+                   any(not m.had_created_at for m in encoded), echo, raw_prefix, now)
 
     def as_rewrite(self) -> Plan:
         """The same PUT as a whole rewrite, for when the session moved under it."""
         if self.write.rewrite:
             return self
-        head = codec.encode_messages(self.raw_prefix, self.now)
+        head = codec.encode_messages(self.raw_prefix(), self.now)
         write = replace(self.write, rewrite=True,
                         messages=[m.body for m in head] + self.write.messages,
                         tokens=[m.tokens for m in head] + self.write.tokens)
-        return replace(self, write=write, prefix_count=0, raw_prefix=[])
+        return replace(self, write=write, prefix_count=0, raw_prefix=_nothing)
+
+    def remember_input(self, entry: SessionTail) -> None:
+        """Keep this PUT's bytes and hash state with ``entry``, whose meta is now this
+        write's (see cache.KnownInput); nothing when the next PUT cannot repeat it."""
+        if self.known is None or not entry.meta.input_digest:
+            entry.known = None
+            return
+        data, hasher = self.known
+        entry.known = KnownInput(entry.meta, data, hasher)
 
 
-def _stored_prefix(meta: Meta | None, inner: memoryview, count: int) -> tuple[int, bytes]:
+def _replayable(new_raw: list[object], encoded: list[codec.EncodedMessage]) -> bool:
+    return all(type(m) is dict and "id" in m for m in new_raw) and all(
+        m.had_created_at for m in encoded)
+
+
+def _stored_prefix(meta: Meta | None, inner: memoryview,
+                   count: int) -> tuple[int, hashlib._Hash]:
     """How many stored messages the body repeats byte for byte at its start, and the
-    digest of all of ``inner``: one hashing pass serves both (the prefix digest is a
+    hash of all of ``inner``: one hashing pass serves both (the prefix digest is a
     copy of the running hash taken on the way)."""
     running = hashlib.sha256()
     prefix = 0
@@ -108,7 +138,7 @@ def _stored_prefix(meta: Meta | None, inner: memoryview, count: int) -> tuple[in
                 prefix = meta.count
             inner = inner[length:]
     running.update(inner)
-    return prefix, running.digest()
+    return prefix, running
 
 
 def plan_put(keys: SessionKeys, session_id: str, body: codec.PutBody,
@@ -116,18 +146,87 @@ def plan_put(keys: SessionKeys, session_id: str, body: codec.PutBody,
     meta = tail.meta if tail else None
     dumped = orjson.dumps(body.messages)
     inner = memoryview(dumped)[1:-1]
-    prefix, digest = _stored_prefix(meta, inner, len(body.messages))
+    prefix, running = _stored_prefix(meta, inner, len(body.messages))
     new_raw = body.messages[prefix:]
     encoded = codec.encode_messages(new_raw, now)
     base = meta if prefix else None
     new_bytes = inner[meta.input_length + 1:] if (prefix and meta) else inner
     canonical = (base is None or base.input_canonical) and (
         b",".join(m.body for m in encoded) == new_bytes)
-    replayable = all(type(m) is dict and "id" in m for m in new_raw) and all(
-        m.had_created_at for m in encoded)
-    return Plan.build(keys, session_id, body, meta, base, encoded, now,
-                      InputDigest(digest if replayable else b"", len(inner), canonical),
-                      body.messages[:prefix], dumped if canonical else None)
+    replayable = _replayable(new_raw, encoded)
+    digest = InputDigest(running.digest() if replayable else b"", len(inner), canonical)
+    plan = Plan.build(keys, session_id, body, meta, base, encoded, now, digest,
+                      lambda: body.messages[:prefix], dumped if canonical else None)
+    return replace(plan, known=(inner, running) if replayable else None)
+
+
+@dataclass(frozen=True, slots=True)
+class Proven:
+    """A raw body whose message array begins with the stored messages' recorded bytes:
+    ``raw[start:start + length]`` (codec/rawbody.py)."""
+
+    raw: bytes
+    start: int
+    length: int
+    hasher: hashlib._Hash  # SHA-256 state after exactly those bytes
+
+    def messages(self) -> list[object]:
+        """The body's messages, parsed whole: only when the session moved under the PUT."""
+        parsed: list[object] = orjson.loads(self.raw)["messages"]
+        return parsed
+
+    def head(self) -> memoryview:
+        """The kept messages as this body sent them."""
+        return memoryview(self.raw)[self.start:self.start + self.length]
+
+
+def prove(entry: SessionTail, raw: bytes, start: int) -> Proven | None:
+    """Whether ``raw``'s message array, from ``start``, begins with the bytes the session's
+    last PUT recorded: one memcmp against the kept bytes, or one SHA-256 pass when the
+    cached tail keeps none."""
+    meta = entry.meta
+    length = meta.input_length
+    if not meta.count or not meta.input_digest or len(raw) < start + length:
+        return None
+    known = entry.known
+    if known is not None and known.meta is meta:
+        if raw.startswith(known.data, start):
+            return Proven(raw, start, length, known.hasher)
+        return None
+    hasher = hashlib.sha256(memoryview(raw)[start:start + length])
+    if hasher.digest() != meta.input_digest:
+        return None
+    return Proven(raw, start, length, hasher)
+
+
+def plan_proven(keys: SessionKeys, session_id: str, body: codec.PutBody, tail: SessionTail,
+                proof: Proven, now: datetime) -> Plan:
+    """The PUT whose stored prefix ``proof`` established; ``body.messages`` are the new
+    messages only. O(new messages): the kept prefix is neither parsed nor hashed."""
+    meta = tail.meta
+    new_raw = body.messages
+    encoded = codec.encode_messages(new_raw, now)
+    new_bytes = orjson.dumps(new_raw)[1:-1] if new_raw else b""
+    hasher = proof.hasher.copy()
+    length = proof.length
+    if new_bytes:
+        hasher.update(b",")
+        hasher.update(new_bytes)
+        length += 1 + len(new_bytes)
+    canonical = meta.input_canonical and b",".join(m.body for m in encoded) == new_bytes
+    replayable = _replayable(new_raw, encoded)
+    digest = InputDigest(hasher.digest() if replayable else b"", length, canonical)
+    plan = Plan.build(keys, session_id, body, meta, meta, encoded, now, digest,
+                      lambda: proof.messages()[:meta.count])
+    if not replayable:
+        return plan
+    # The bytes the next PUT will begin with are in this body (no copy) when it sent its
+    # new messages in the compact form too. A client that did not would not resend them
+    # so either; its next PUT is parsed whole.
+    if new_bytes and not proof.raw.startswith(b"," + new_bytes, proof.start + proof.length):
+        return plan
+    return replace(plan, known=(memoryview(proof.raw)[proof.start:proof.start + length],
+                                hasher))
 
 
 def plan_rewrite(keys: SessionKeys, session_id: str, body: codec.PutBody,

@@ -10,8 +10,9 @@ from typing import Any
 import orjson
 
 from proxy import codec
+from proxy.codec import rawbody
 from proxy.engine.cache import SessionTail
-from proxy.engine.plan import Plan, plan_put
+from proxy.engine.plan import Plan, plan_proven, plan_put, prove
 from proxy.store.keys import SessionKeys
 from tests.engine_fixtures import Message, msg, msgs
 
@@ -96,3 +97,62 @@ def test_as_rewrite_keeps_the_whole_message_list() -> None:
     assert p.write.rewrite and p.prefix_count == 0
     assert [orjson.loads(m) for m in p.write.messages] == msgs(6)
     assert len(p.write.tokens) == 6 and p.write.meta.count == 6
+
+
+# --- the raw path: proven from the body's bytes (plan.prove, plan.plan_proven) ---------
+
+
+def remembered(p: Plan) -> SessionTail:
+    """The cached tail as the write of ``p`` leaves it, with its input kept."""
+    tail = SessionTail(KEYS, replace(p.write.meta, version=7))
+    p.remember_input(tail)
+    return tail
+
+
+def proven_put(raw: bytes, tail: SessionTail) -> tuple[Plan, bytes]:
+    start = rawbody.array_start(raw)
+    assert start is not None
+    proof = prove(tail, raw, start)
+    assert proof is not None
+    body = codec.parse_put(rawbody.with_sentinel(raw, start, proof.length), "application/json",
+                           NOW)
+    new = rawbody.after_sentinel(body.messages)
+    assert new is not None
+    return plan_proven(KEYS, "s", replace(body, messages=new), tail, proof, NOW), raw
+
+
+def test_a_proven_put_records_the_digest_a_whole_parse_would() -> None:
+    tail = remembered(plan(msgs(5)))
+    p, raw = proven_put(orjson.dumps({"messages": msgs(8)}), tail)
+    whole = plan(msgs(8))
+    assert p.write.meta.input_digest == whole.write.meta.input_digest
+    assert p.write.meta.input_length == whole.write.meta.input_length
+    assert not p.write.rewrite and p.prefix_count == 5
+    assert [orjson.loads(m) for m in p.write.messages] == msgs(8)[5:]
+    assert p.known is not None and bytes(p.known[0]) == orjson.dumps(msgs(8))[1:-1]
+    assert isinstance(p.known[0], memoryview) and p.known[0].obj is raw  # no copy
+    assert p.raw_prefix() == msgs(5)  # parsed whole only for a rewrite
+
+
+def test_the_proof_compares_kept_bytes_or_else_the_digest() -> None:
+    first = plan(msgs(3))
+    tail = remembered(first)
+    assert tail.known is not None and tail.known.meta is tail.meta
+    raw = orjson.dumps({"messages": msgs(4)})
+    edited = orjson.dumps({"messages": [*msgs(2), msg(2, "changed"), msg(3)]})
+    assert prove(tail, raw, 13) is not None and prove(tail, edited, 13) is None
+    tail.meta = replace(tail.meta)  # a newer write: the kept bytes no longer apply
+    assert prove(tail, edited, 13) is None
+    by_digest = prove(tail, raw, 13)
+    assert by_digest is not None and by_digest.hasher.digest() == first.write.meta.input_digest
+    assert prove(SessionTail(KEYS, replace(tail.meta, input_digest=b"")), raw, 13) is None
+
+
+def test_new_messages_sent_in_another_form_keep_nothing_for_the_next_put() -> None:
+    tail = remembered(plan(msgs(3)))
+    spaced = orjson.dumps({"messages": msgs(3)})[:-2] + b', ' + orjson.dumps(msg(3)) + b"]}"
+    p, _ = proven_put(spaced, tail)
+    assert p.known is None and p.write.meta.input_digest == plan(msgs(4)).write.meta.input_digest
+    anonymous = {"role": "user", "content": "hi", "created_at": "2024-01-01T00:00:00Z"}
+    p, _ = proven_put(orjson.dumps({"messages": [*msgs(3), anonymous]}), tail)
+    assert p.known is None and p.write.meta.input_digest == b""

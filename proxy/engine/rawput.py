@@ -1,0 +1,113 @@
+"""The whole-session PUT that resends the stored messages, answered in O(new messages).
+
+A client that keeps its transcript sends, on every turn, all of it again plus the turn's
+messages. Beyond receiving the body and sending its echo back, such a PUT here costs what
+its new messages cost:
+
+1. find ``"messages": [`` in the raw body (codec/rawbody.py), and the session the last PUT
+   of this session id wrote (the cache remembers it, before the body's scope is known);
+2. prove the array begins with the bytes that PUT recorded (plan.prove: one memcmp against
+   the bytes kept with the cached tail, else one SHA-256 pass against the stored digest);
+3. parse the body with those bytes replaced by a sentinel (the new messages and the session
+   fields only), and check the sentinel landed as the top-level array's first element;
+4. plan and commit the new messages (plan.plan_proven), and answer with an echo built from
+   bytes already held: the recorded input itself when it was canonical, else the cache.
+
+Whenever any step does not hold, ``put_repeating`` returns None before changing anything
+and Engine.put parses the body whole, as it always did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from proxy import codec
+from proxy.codec import rawbody
+from proxy.codec.render import splice_messages
+from proxy.engine.cache import SessionCache, SessionTail
+from proxy.engine.plan import Plan, Proven, plan_proven, prove
+from proxy.store.keys import SessionKeys, logical_key
+from proxy.upstream.credentials import verify_caller
+
+if TYPE_CHECKING:
+    from proxy.engine.engine import Engine
+
+
+@dataclass(frozen=True, slots=True)
+class Repeated:
+    """A PUT answered here: the response body, and whether a message had no created_at."""
+
+    body: bytes
+    generated_timestamp: bool
+
+
+async def put_repeating(engine: Engine, session_id: str, raw: bytes,
+                        content_type: str | None, query: Mapping[str, str],
+                        now: datetime) -> Repeated | None:
+    """Answer a PUT that repeats its session's stored messages, or None (nothing done)."""
+    start = rawbody.array_start(raw)
+    if start is None:
+        return None
+    entry = engine.cache.by_session(session_id)
+    if entry is None:
+        return None
+    meta = entry.meta
+    proof = prove(entry, raw, start)
+    if proof is None:
+        return None
+    try:
+        q = codec.parse_query(query, "put")
+        body = codec.parse_put(rawbody.with_sentinel(raw, start, proof.length),
+                               content_type, now)
+    except codec.Unsupported:
+        return None
+    new = rawbody.after_sentinel(body.messages)
+    keys = entry.keys
+    if new is None or logical_key(session_id, body.namespace, body.user_id) != keys.logical:
+        return None
+    if not engine.dialect.readable(body.doc):
+        return None  # for the upstream, as Engine.put decides
+    await verify_caller()
+    async with engine.session_lock(keys.logical):
+        if engine.cache.peek(keys.logical) is not entry or entry.meta is not meta:
+            return None  # written meanwhile: the proof was against an older session
+        # body.messages keeps the sentinel: the render sees a session with messages.
+        try:
+            plan = plan_proven(keys, session_id, replace(body, messages=new), entry, proof,
+                               now)
+        except codec.Unsupported:
+            return None
+        if engine.dialect.would_summarize(plan.tokens_total, q):
+            return None  # the upstream would summarize: Engine.put hands it over
+        head = await _stored_head(engine, entry, proof)
+        if head is None:
+            return None
+        await engine.writes.commit(plan, entry)
+        remember(engine.cache, session_id, keys, plan)
+    new_json = b",".join(plan.write.messages)
+    echo = [head, b",", new_json] if new_json else [head]
+    rendered = codec.render_put(session_id, body, b"[]", plan.tokens_total, q, engine.dialect)
+    return Repeated(splice_messages(rendered, echo), plan.generated_timestamp)
+
+
+async def _stored_head(engine: Engine, entry: SessionTail,
+                       proof: Proven) -> bytes | memoryview | None:
+    """The kept messages in canonical form, comma-joined: the body's own bytes when the
+    recorded input was canonical, else the cache's (read whole from Redis once)."""
+    if entry.meta.input_canonical:
+        return proof.head()
+    return await engine.stored_head(entry, entry.count)
+
+
+def remember(cache: SessionCache, session_id: str, keys: SessionKeys, plan: Plan) -> None:
+    """After a committed PUT: keep its input with the session's cached tail, for the next
+    PUT's proof, and note which tail this session id's PUTs write."""
+    entry = cache.peek(keys.logical)
+    if entry is None:
+        return
+    plan.remember_input(entry)
+    cache.note_put(session_id, entry)
+    cache.put(entry)  # its size changed
