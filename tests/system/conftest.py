@@ -1,0 +1,69 @@
+"""Fixtures for the tests that build and run the images on a real Docker engine.
+
+The engine is the one that answers, or one installed and started for this session and
+stopped after it (see docker_engine). Base images and wheelhouses are cached between runs,
+so only the first run on a machine pays for them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.system.base_images import ensure_base_images
+from tests.system.docker_engine import Engine, EngineUnavailable, start_engine
+from tests.system.wheelhouses import REPO, ensure_wheelhouses
+
+# Figures worth reading after a run (build times, image size), printed in the summary.
+FIGURES: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if FIGURES:
+        terminalreporter.section("containers")
+        for line in FIGURES:
+            terminalreporter.write_line(line)
+
+
+def figure(line: str) -> None:
+    FIGURES.append(line)
+
+
+@pytest.fixture(scope="session")
+def docker() -> Iterator[Engine]:
+    started = time.monotonic()
+    try:
+        engine = start_engine()
+    except EngineUnavailable as exc:
+        pytest.fail(f"no Docker engine: {exc}", pytrace=False)
+    try:
+        made = ensure_base_images(engine)
+        ensure_wheelhouses()
+    except EngineUnavailable as exc:
+        engine.stop()
+        pytest.fail(f"cannot prepare image builds: {exc}", pytrace=False)
+    figure(f"engine ready in {time.monotonic() - started:.1f} s"
+           + (f" (started here; stand-ins made for {', '.join(made)})" if made else "")
+           + ("" if engine.daemon else " (already running)"))
+    try:
+        yield engine
+    finally:
+        engine.stop()
+
+
+def build(engine: Engine, tag: str, context: Path = REPO, dockerfile: Path | None = None
+          ) -> float:
+    """``docker build``; returns its duration in seconds."""
+    started = time.monotonic()
+    args = ["build", "--quiet", "--force-rm", "--tag", tag]
+    if dockerfile is not None:
+        args += ["--file", str(dockerfile)]
+    engine.run(*args, str(context), timeout=900)
+    return time.monotonic() - started
+
+
+def image_size(engine: Engine, name: str) -> int:
+    return int(engine.run("image", "inspect", "--format", "{{.Size}}", name).stdout)
