@@ -102,6 +102,17 @@ class Settings:
         metadata={"help": "agent-memory-server version the proxy answers as (auto: read from "
                   "the upstream's OpenAPI document at start-up)"},
     )
+    upstream_summarization: bool = field(
+        default=True,
+        metadata={"help": "mirrors the upstream's ENABLE_WORKING_MEMORY_SUMMARIZATION "
+                  "(0.15.2): false lets the proxy answer PUTs past the threshold itself; "
+                  "true is always safe (those go to the upstream)"},
+    )
+    upstream_summarization_threshold: float = field(
+        default=0.7,
+        metadata={"help": "mirrors the upstream's SUMMARIZATION_THRESHOLD: the share of the "
+                  "context window past which it summarizes (0.15.2 needs 0 < x <= 1)"},
+    )
     # --- auth and hostile clients ---------------------------------------------------------
     auth_mode: str = field(
         default="auto",

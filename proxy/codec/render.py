@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from proxy.codec import jsonsafe, timestamps
+from proxy.codec.dialect import V0_14, Dialect
 from proxy.codec.memories import to_full_shape
 from proxy.codec.messages import EncodedMessage
 from proxy.codec.putbody import PutBody
@@ -50,12 +51,13 @@ def _render(
 
 
 def render_put(
-    session_id: str, body: PutBody, messages_json: bytes, tokens_total: int, query: Query
+    session_id: str, body: PutBody, messages_json: bytes, tokens_total: int, query: Query,
+    dialect: Dialect = V0_14,
 ) -> bytes:
     """The upstream's PUT 200 body; ``tokens_total`` is the message token sum (§6.3)."""
     f = orjson.loads(body.put_fields)
     times = (f["last_accessed"], f["created_at"], f["updated_at"])
-    pct = percentages(tokens_total, bool(body.messages), query)
+    pct = percentages(tokens_total, bool(body.messages), query, dialect.threshold)
     return _render(session_id, f, f["namespace"], messages_json, times, pct)
 
 
@@ -66,13 +68,17 @@ def render_get(
     messages_json: bytes,
     tokens_returned: int,
     query: Query,
+    dialect: Dialect = V0_14,
 ) -> bytes:
-    """The upstream's GET 200 body for the (already limited/truncated) ``messages_json``."""
+    """The upstream's GET 200 body for the (already limited/truncated) ``messages_json``;
+    ``query`` also holds the namespace and user_id the GET named."""
     d = orjson.loads(doc)
+    namespace, d["user_id"] = dialect.response_scope(d.get("namespace"), d["user_id"],
+                                                     namespace_query, query.user_id)
     fmt = timestamps.format_epoch
     times = (fmt(d["last_accessed"]), fmt(d["created_at"]), fmt(d["updated_at"]))
-    pct = percentages(tokens_returned, len(messages_json) > 2, query)
-    return _render(session_id, d, namespace_query, messages_json, times, pct)
+    pct = percentages(tokens_returned, len(messages_json) > 2, query, dialect.threshold)
+    return _render(session_id, d, namespace, messages_json, times, pct)
 
 
 def join_messages(bodies: list[bytes]) -> bytes:
@@ -100,7 +106,11 @@ def _reencode(raw: object) -> EncodedMessage:
     )
 
 
-def _from_response(resp: bytes) -> tuple[PutBody, list[EncodedMessage]]:
+Scope = tuple[str | None, str | None]  # namespace, user_id
+
+
+def _from_response(resp: bytes, scope: Scope | None = None
+                   ) -> tuple[PutBody, list[EncodedMessage]]:
     try:
         r = orjson.loads(resp)
     except orjson.JSONDecodeError as exc:
@@ -111,6 +121,8 @@ def _from_response(resp: bytes) -> tuple[PutBody, list[EncodedMessage]]:
     msgs: list[object] = r["messages"]
     encoded = [_reencode(m) for m in msgs]
     stamps = {k: timestamps.parse(r[k]) for k in ("last_accessed", "created_at", "updated_at")}
+    if scope is not None:
+        r["namespace"], r["user_id"] = scope
     fields = {
         k: r[k] for k in ("context", "user_id", "tokens", "namespace", "long_term_memory_strategy")
     }
@@ -147,11 +159,13 @@ def ingest_upstream_put_response(resp: bytes) -> tuple[PutBody, list[EncodedMess
     return _from_response(resp)
 
 
-def import_upstream_document(resp: bytes) -> tuple[PutBody, list[EncodedMessage]]:
+def import_upstream_document(resp: bytes, scope: Scope | None = None
+                             ) -> tuple[PutBody, list[EncodedMessage]]:
     """What to store for a session read from the upstream's GET 200 ``resp``.
 
     The GET must have been made without model_name, context_window_max or
     recent_messages_limit, so that it lists every stored message in stored order.
-    Its ``namespace`` is the query parameter the GET was made with.
+    Its ``namespace`` is the query parameter the GET was made with (0.14.0) or
+    ``stored or query`` (0.15.2); ``scope`` replaces namespace and user_id when given.
     """
-    return _from_response(resp)
+    return _from_response(resp, scope)

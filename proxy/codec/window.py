@@ -32,13 +32,17 @@ def summarization_limit(query: Query) -> int:
     return DEFAULT_PUT_LIMIT if window is None else window
 
 
-def summarization_threshold(query: Query) -> int:
-    """Summarization triggers on a PUT whose message tokens exceed this value."""
-    return int(summarization_limit(query) * SUMMARIZATION_THRESHOLD)
+def summarization_threshold(query: Query, ratio: float = SUMMARIZATION_THRESHOLD) -> int:
+    """Summarization triggers on a PUT whose message tokens exceed this value
+    (``ratio``: the upstream's summarization_threshold setting)."""
+    return int(summarization_limit(query) * ratio)
 
 
-def percentages(tokens: int, has_messages: bool, query: Query) -> tuple[float | None, float | None]:
-    """(context_percentage_total_used, context_percentage_until_summarization), §6.3."""
+def percentages(tokens: int, has_messages: bool, query: Query,
+                ratio: float = SUMMARIZATION_THRESHOLD,
+                ) -> tuple[float | None, float | None]:
+    """(context_percentage_total_used, context_percentage_until_summarization), §6.3.
+    Computed with the upstream's summarization_threshold even where it never summarizes."""
     if not query.model_name and not query.context_window_max:
         return None, None
     if not has_messages:
@@ -47,7 +51,7 @@ def percentages(tokens: int, has_messages: bool, query: Query) -> tuple[float | 
     if max_tokens <= 0:
         return None, None
     total = (tokens / max_tokens) * 100.0
-    threshold = int(max_tokens * SUMMARIZATION_THRESHOLD)
+    threshold = int(max_tokens * ratio)
     until = 100.0 if threshold <= 0 else (tokens / threshold) * 100.0
     return min(total, 100.0), min(until, 100.0)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from weakref import WeakValueDictionary
@@ -28,8 +28,9 @@ import orjson
 from multidict import CIMultiDict
 
 from proxy import codec
+from proxy.codec.dialect import V0_14, Dialect
 from proxy.coherence import Coherence
-from proxy.engine import append
+from proxy.engine import append, lookup
 from proxy.engine.cache import SessionCache, SessionTail
 from proxy.engine.plan import Plan, plan_put, plan_rewrite
 from proxy.engine.select import Selection, select
@@ -61,13 +62,15 @@ def not_found(session_id: str) -> Answer:
 class Engine:
     def __init__(self, store: Store, writes: Writes, cache: SessionCache,
                  coherence: Coherence, upstream: UpstreamSessions,
-                 *, clock: Callable[[], float] = time.time) -> None:
+                 *, clock: Callable[[], float] = time.time, dialect: Dialect = V0_14) -> None:
         self.store = store
         self.writes = writes
         self.cache = cache
         self.coherence = coherence
         self.upstream = upstream
         self.clock = clock
+        self.dialect = dialect  # the fronted upstream's rules; replaced once it is known
+        self.confirm_dialect: Callable[[], Awaitable[None]] | None = None  # see versions.py
         self._locks: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
 
     def session_lock(self, logical: str) -> asyncio.Lock:
@@ -79,6 +82,12 @@ class Engine:
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
 
+    async def rules(self) -> Dialect:
+        """The rules to answer by, asking the upstream first while they are assumed."""
+        if not self.dialect.confirmed and self.confirm_dialect is not None:
+            await self.confirm_dialect()
+        return self.dialect
+
     # --- PUT ---------------------------------------------------------------------------
 
     async def put(self, session_id: str, raw: bytes, content_type: str | None,
@@ -88,6 +97,8 @@ class Engine:
             q = codec.parse_query(query, "put")
             body = codec.parse_put(raw, content_type, now)
         except codec.Unsupported:
+            return await self._put_upstream(session_id, raw, content_type, query_string)
+        if not self.dialect.readable(body.doc):  # 0.15.2 takes such memories client-shaped
             return await self._put_upstream(session_id, raw, content_type, query_string)
         keys = self.store.keys(logical_key(session_id, body.namespace, body.user_id))
         async with self.session_lock(keys.logical):
@@ -99,7 +110,8 @@ class Engine:
             # Not for the fast path (an odd message, or the upstream would summarize):
             # outside the session lock, since storing the upstream's answer takes it.
             return await self._put_upstream(session_id, raw, content_type, query_string)
-        answer = Answer(200, codec.render_put(session_id, body, echo, plan.tokens_total, q))
+        answer = Answer(200, codec.render_put(session_id, body, echo, plan.tokens_total, q,
+                                             self.dialect))
         if plan.generated_timestamp:
             answer.headers[DEPRECATION[0]] = DEPRECATION[1]
         if tail is None:
@@ -161,7 +173,7 @@ class Engine:
             plan = plan_put(keys, session_id, body, tail, now)
         except codec.Unsupported:
             return None
-        if plan.tokens_total > codec.summarization_threshold(q) and body.messages:
+        if body.messages and self.dialect.would_summarize(plan.tokens_total, q):
             return None  # the upstream would summarize (or fail without an LLM)
         if plan.echo is not None or tail is None:
             return plan, tail, plan.echo or _array(b"", plan.write.messages)
@@ -209,13 +221,15 @@ class Engine:
         limit = q.recent_messages_limit if (q.recent_messages_limit or 0) > 0 else None
         entry = await self._tail_for_read(keys, limit)
         if entry is None:
-            entry = await self._import(session_id, q.namespace, q.user_id, keys)
+            entry = await self._elsewhere(session_id, q, keys, limit)
             if entry is None:
                 return not_found(session_id)
+        if not self.dialect.readable(entry.meta.doc):
+            return not_found(session_id)  # 0.15.2 fails to read such memories back
         chosen = await select(self.store, entry, limit, codec.truncation_limit(q))
         if chosen is None:
             return not_found(session_id)  # the upstream's sort fails on mixed timestamps
-        return Answer(200, render_selection(session_id, entry.meta, q, chosen))
+        return Answer(200, render_selection(session_id, entry.meta, q, chosen, self.dialect))
 
     async def _tail_for_read(self, keys: SessionKeys, limit: int | None) -> SessionTail | None:
         entry = self.cache.get(keys.logical)
@@ -242,6 +256,21 @@ class Engine:
         self.cache.put(entry)
         return entry
 
+    async def _elsewhere(self, session_id: str, q: codec.Query, keys: SessionKeys,
+                         limit: int | None) -> SessionTail | None:
+        """A session missing at its exact key: the one found by id when the rules say so
+        (lookup.py; none when ambiguous), else one only the upstream holds."""
+        if (await self.rules()).lookup_by_id:
+            found = await self.store.ids.find(session_id, q.namespace, q.user_id)
+            if found.ambiguous:
+                return None
+            if found.member is not None:
+                entry = await self._tail_for_read(self.store.keys(found.logical), limit)
+                if entry is not None and entry.meta.index_member == found.member:
+                    return entry
+                await self.store.ids.forget(found.member)  # a leftover
+        return await self._import(session_id, q.namespace, q.user_id, keys)
+
     async def _import(self, session_id: str, namespace: str | None, user_id: str | None,
                       keys: SessionKeys) -> SessionTail | None:
         """Bring over a session that so far exists only in the upstream, once."""
@@ -252,7 +281,8 @@ class Engine:
                 if doc is None:
                     return None
                 try:
-                    body, encoded = codec.import_upstream_document(doc)
+                    body, encoded = lookup.imported(self.dialect, doc, session_id, namespace,
+                                                    user_id)
                 except codec.Unsupported:
                     # Not reproducible here: leave it where it is, the upstream serves it.
                     log.warning("session %s in the upstream cannot be imported", session_id)
@@ -290,7 +320,7 @@ class Engine:
             tail = await self.tail_for_write(keys)
             meta = tail.meta if tail else None
             total = (meta.tokens_total if meta else 0) + sum(m.tokens for m in encoded)
-            summarize = total > codec.summarization_threshold(q)
+            summarize = self.dialect.would_summarize(total, q)
             if not summarize:
                 fields = append.session_body(meta.doc if meta else None, namespace, user_id,
                                              now)
@@ -300,7 +330,7 @@ class Engine:
         if summarize:
             return await self._append_by_summarizing_put(session_id, keys, meta is not None,
                                                          body, namespace, user_id, query)
-        pct = codec.percentages(total, count > 0, q)
+        pct = codec.percentages(total, count > 0, q, self.dialect.threshold)
         return Answer(200, codec.render_append(session_id, namespace, user_id, count, pct))
 
     async def _append_by_summarizing_put(
@@ -326,10 +356,16 @@ class Engine:
     async def delete(self, session_id: str, query: Mapping[str, str]) -> Answer:
         q = codec.parse_query(query, "delete")
         keys = self.store.keys(logical_key(session_id, q.namespace, q.user_id))
+        namespace, user_id = q.namespace, q.user_id
+        if (await self.rules()).lookup_by_id:
+            target = await lookup.delete_target(self.store, self.writes, session_id, q)
+            if target is None:
+                return Answer(200, b'{"status":"ok"}')  # several found by id: a no-op
+            keys, (session_id, namespace, user_id) = target
         async with self.session_lock(keys.logical):
             await self.writes.settle(keys.logical)
             # Upstream first: if it fails, nothing changed anywhere.
-            await self.upstream.delete(session_id, q.namespace, q.user_id)
+            await self.upstream.delete(session_id, namespace, user_id)
             self.cache.drop(keys.logical)
             await self._delete_stored(keys)
         return Answer(200, b'{"status":"ok"}')
@@ -354,9 +390,10 @@ def _array(head: bytes, new: list[bytes]) -> bytes:
     return b"[" + head + (b"," if head and tail else b"") + tail + b"]"
 
 
-def render_selection(session_id: str, meta: Meta, q: codec.Query, chosen: Selection) -> bytes:
+def render_selection(session_id: str, meta: Meta, q: codec.Query, chosen: Selection,
+                     dialect: Dialect = V0_14) -> bytes:
     return codec.render_get(session_id, meta.doc, q.namespace, b"[" + chosen.joined + b"]",
-                            chosen.tokens, q)
+                            chosen.tokens, q, dialect)
 
 
 __all__ = ["Answer", "Engine"]

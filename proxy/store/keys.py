@@ -12,6 +12,7 @@ by hashing (a session id may itself contain braces).
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 
 
@@ -42,3 +43,21 @@ class SessionKeys:
 
     def for_scripts(self) -> tuple[str, str, str, str]:
         return self.meta, self.messages, self.tokens, self.leases
+
+
+def id_index_key(prefix: str, combo: tuple[str, str | None, str | None]) -> str:
+    """Set of the index members of the sessions matching ``combo`` = (id tag, namespace
+    tag or None, user_id tag or None) in the upstream's search index (idindex.py).
+
+    Global, one key per combination, each its own hash tag (a digest, so any id fits):
+    in Redis Cluster the sets spread over all slots, a lookup reads one of them, and a
+    write that creates a session or changes its scope adds to one per combination of its
+    tags (4 for a session with an id, a namespace and a user_id, none holding a comma).
+    """
+    digest = hashlib.blake2b(json.dumps(combo).encode(), digest_size=10).hexdigest()
+    return f"{prefix}:id:{{{digest}}}"
+
+
+def id_index_built_key(prefix: str) -> str:
+    """String: set once the id index holds every session listed in ``<prefix>:index``."""
+    return f"{prefix}:id:built"
