@@ -1,11 +1,14 @@
 """Shared fixtures: real servers on free ports, started once per test session.
 
-The reference stack (Redis Stack + agent-memory-server 0.14.0) is installed into the
-cache dir on first use (see proxy/localstack) and reused afterwards.
+The reference stack (Redis Stack + agent-memory-server) is installed into the cache dir
+on first use (see proxy/localstack) and reused afterwards. ``$AMP_UPSTREAM_VERSION`` picks
+the upstream version of the session fixtures (default: the local stack's default);
+tests/system/test_versions_parity.py runs the differential suites against the others.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -18,6 +21,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from proxy.app import create_app
+from proxy.codec.dialect import Dialect, for_version
 from proxy.config import Settings
 from proxy.localstack import (
     ProcessGroup,
@@ -25,6 +29,7 @@ from proxy.localstack import (
     Stack,
     cache_root,
     ensure_stack,
+    reported_version,
     start_redis,
     start_upstream,
 )
@@ -114,3 +119,15 @@ async def direct(upstream: Service) -> AsyncIterator[aiohttp.ClientSession]:
     """A plain client talking straight to the upstream, for side-by-side comparisons."""
     async with aiohttp.ClientSession(upstream.url, auto_decompress=False) as session:
         yield session
+
+
+@functools.cache
+def rules_of(url: str) -> Dialect:
+    return for_version(reported_version(url))[0]
+
+
+@pytest.fixture
+def dialect(upstream: Service) -> Dialect:
+    """The rules of the upstream under test (by the version it reports): tests assert
+    what differs between versions through these, never by skipping."""
+    return rules_of(upstream.url)
