@@ -23,7 +23,7 @@ from proxy.engine.engine import Engine
 from proxy.engine.flusher import Flusher
 from proxy.engine.writes import Writes
 from proxy.errors import StoreUnavailable
-from proxy.http import middleware, ops, routes
+from proxy.http import auth, limits, middleware, ops, routes
 from proxy.http.appkeys import (
     CACHE,
     COHERENCE,
@@ -49,8 +49,11 @@ REDIS_CONNECTIONS = 64  # plenty for one event loop; the pub/sub listener holds 
 
 async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    session = make_client_session(settings.upstream_connect_timeout, settings.upstream_timeout)
-    app[UPSTREAM] = Upstream(settings.upstream_url, session, app[METRICS])
+    session = make_client_session(settings.upstream_connect_timeout, settings.upstream_timeout,
+                                  settings.upstream_connections)
+    app[UPSTREAM] = Upstream(settings.upstream_url, session, app[METRICS],
+                             connections=settings.upstream_connections,
+                             pool_wait=settings.upstream_pool_wait)
     log.info("upstream %s", settings.upstream_url)
     yield
     await session.close()
@@ -94,7 +97,7 @@ async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
     writes = app[WRITES] = Writes(flusher, app[CACHE], app[COHERENCE],
                                   buffered=settings.ack_mode == "buffered")
     app[ENGINE] = Engine(store, writes, app[CACHE], app[COHERENCE],
-                         UpstreamSessions(app[UPSTREAM]))
+                         UpstreamSessions(app[UPSTREAM], app[auth.GUARD].credentials))
     count_text("warm-up")  # load the encoding (~0.2 s) now, not in the first PUT
     try:
         await store.load_scripts()
@@ -108,12 +111,13 @@ async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings) -> web.Application:
     metrics, draining = Metrics(), asyncio.Event()
-    app = web.Application(middlewares=[access.make_middleware(metrics, draining),
-                                       middleware.errors],
+    app = web.Application(middlewares=[access.make_middleware(metrics, draining), auth.gate,
+                                       limits.bounded, middleware.errors],
                           client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[METRICS], app[DRAINING] = metrics, draining
-    for ctx in (_upstream_ctx, _redis_ctx, _coherence_ctx, _engine_ctx, ops.sampler_ctx):
+    for ctx in (_upstream_ctx, auth.auth_ctx, limits.limits_ctx, _redis_ctx, _coherence_ctx,
+                _engine_ctx, ops.sampler_ctx):
         app.cleanup_ctx.append(ctx)
     app.on_response_prepare.append(access.add_request_id_header)
     ops.add_routes(app.router)  # before the API's catch-all

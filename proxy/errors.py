@@ -4,10 +4,20 @@
     +-- HttpError                       answer with this HTTP error ({"detail": ...})
     |   +-- InvalidRequest      (422)   the proxy's own routes: a body it cannot accept
     |   +-- PayloadTooLarge     (413)
+    |   +-- BodyTimeout         (408)   the client did not send its body in time
+    |   +-- Refused             (401/403, the upstream's own answer) the upstream would
+    |   |                               refuse this client's credential
     |   +-- UpstreamError       (502)   upstream unreachable, or refused a call of our own
     |   |   +-- UpstreamTimeout (504)   upstream too slow
     |   +-- StoreUnavailable    (503)   the proxy's Redis does not answer
-    |   +-- Overloaded          (503 + Retry-After)  write queue full, or shutting down
+    |   +-- Overloaded          (503 + Retry-After)  write queue full, bodies in flight
+    |   |   |                           past their budget, no upstream connection free,
+    |   |   |                           or shutting down
+    |   |   +-- CannotVerify            the upstream could not judge a credential (fail
+    |   |                               closed)
+    |   +-- ServiceCredentialMissing (503) a call of the proxy's own needs
+    |   |                               upstream_service_token
+    |   +-- ClientDisconnected  (499)   the client went away mid-request: logged, never sent
     +-- UseUpstream                     answer with the upstream's answer instead
     |   +-- Unsupported                 the codec cannot answer exactly as the upstream would
     |   +-- ForwardToUpstream           send the client's request on unchanged
@@ -40,6 +50,9 @@ class HttpError(ProxyError):
     def headers(self) -> dict[str, str]:
         return {}
 
+    def body(self) -> bytes:
+        return detail_body(self.detail)
+
 
 class InvalidRequest(HttpError):
     status = 422
@@ -51,6 +64,26 @@ class InvalidRequest(HttpError):
 
 class PayloadTooLarge(HttpError):
     status = 413
+
+
+class BodyTimeout(HttpError):
+    status = 408
+
+
+class Refused(HttpError):
+    """The upstream's refusal of the client's credential, replayed byte for byte."""
+
+    def __init__(self, status: int, body: bytes, www_authenticate: str | None) -> None:
+        super().__init__(body.decode(errors="replace"))
+        self.status = status
+        self._body = body
+        self._www_authenticate = www_authenticate
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": self._www_authenticate} if self._www_authenticate else {}
+
+    def body(self) -> bytes:
+        return self._body
 
 
 class UpstreamError(HttpError):
@@ -74,6 +107,20 @@ class Overloaded(HttpError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)}
+
+
+class CannotVerify(Overloaded):
+    """The upstream did not judge a credential (error, timeout): refuse, never guess."""
+
+
+class ServiceCredentialMissing(HttpError):
+    status = 503
+
+
+class ClientDisconnected(HttpError):
+    """The client closed its connection before its request was complete."""
+
+    status = 499  # nginx's "client closed request"; nobody receives it
 
 
 class UseUpstream(ProxyError):

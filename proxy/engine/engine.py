@@ -39,10 +39,13 @@ from proxy.errors import Conflict, ForwardToUpstream, HttpError, InvalidRequest,
 from proxy.store.keys import SessionKeys, logical_key
 from proxy.store.store import Meta, Store
 from proxy.tasks import spawn
+from proxy.upstream.credentials import verify_caller
 from proxy.upstream.sessions import UpstreamSessions
 
 log = logging.getLogger("proxy.engine.engine")
 
+# The upstream's headers a handed-off PUT passes on (a refusal's challenge included).
+KEPT_HEADERS = ("x-deprecation-warning", "www-authenticate")
 DEPRECATION = ("x-deprecation-warning", "messages[].created_at will become required in the "
                "next major version. Please provide timestamps for all messages.")
 
@@ -100,6 +103,7 @@ class Engine:
             return await self._put_upstream(session_id, raw, content_type, query_string)
         if not self.dialect.readable(body.doc):  # 0.15.2 takes such memories client-shaped
             return await self._put_upstream(session_id, raw, content_type, query_string)
+        await verify_caller()  # the fast path answers: only a client the upstream accepts
         keys = self.store.keys(logical_key(session_id, body.namespace, body.user_id))
         async with self.session_lock(keys.logical):
             planned = await self._plan(keys, session_id, body, q, now)
@@ -133,7 +137,7 @@ class Engine:
                 plan = plan_rewrite(keys, session_id, body, encoded, tail)
                 await self.writes.commit(plan, tail)
         headers = CIMultiDict((k, v) for k, v in answer.headers.items()
-                              if k.lower() in ("x-deprecation-warning",))
+                              if k.lower() in KEPT_HEADERS)
         return Answer(answer.status, answer.body, headers,
                       answer.headers.get("content-type", "application/json"))
 
@@ -152,7 +156,7 @@ class Engine:
             await self._delete_stored(keys)
         log.info("session %s kept in the upstream (not representable here)", session_id)
         return Answer(answer.status, answer.body, CIMultiDict(
-            (k, v) for k, v in answer.headers.items() if k.lower() == "x-deprecation-warning"),
+            (k, v) for k, v in answer.headers.items() if k.lower() in KEPT_HEADERS),
             answer.headers.get("content-type", "application/json"))
 
     async def _forget_upstream_copy(self, session_id: str, namespace: str | None,
@@ -217,6 +221,7 @@ class Engine:
             q = codec.parse_query(query, "get")
         except codec.Unsupported:
             raise ForwardToUpstream("not for the fast path") from None
+        await verify_caller()
         keys = self.store.keys(logical_key(session_id, q.namespace, q.user_id))
         limit = q.recent_messages_limit if (q.recent_messages_limit or 0) > 0 else None
         entry = await self._tail_for_read(keys, limit)
@@ -303,6 +308,7 @@ class Engine:
     async def append(self, session_id: str, raw: bytes, query: Mapping[str, str]) -> Answer:
         """Append messages without resending the transcript (see engine/append.py)."""
         body = codec.parse_append(raw)
+        await verify_caller()
         try:
             q = codec.parse_query(query, "put")
         except codec.Unsupported as exc:
@@ -355,6 +361,7 @@ class Engine:
 
     async def delete(self, session_id: str, query: Mapping[str, str]) -> Answer:
         q = codec.parse_query(query, "delete")
+        await verify_caller()
         keys = self.store.keys(logical_key(session_id, q.namespace, q.user_id))
         namespace, user_id = q.namespace, q.user_id
         if (await self.rules()).lookup_by_id:
@@ -379,6 +386,7 @@ class Engine:
             q = codec.parse_query(query, "list")
         except codec.Unsupported:
             raise ForwardToUpstream("not for the fast path") from None
+        await verify_caller()
         ids, total = await self.store.list_sessions(q.namespace, q.user_id, q.limit, q.offset,
                                                     self.clock())
         return Answer(200, orjson.dumps({"sessions": ids, "total": total}))

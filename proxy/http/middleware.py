@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from proxy.errors import HttpError, UseUpstream, detail_body
+from proxy.errors import ClientDisconnected, HttpError, Refused, UseUpstream, detail_body
 from proxy.http.appkeys import UPSTREAM
 
 log = logging.getLogger("proxy.http")
@@ -25,10 +26,16 @@ def error_response(status: int, detail: str,
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
+    except ClientDisconnected as exc:
+        log.info("%s %s: %s", request.method, request.path, exc)
+        raise asyncio.CancelledError from None  # nobody is left to answer
     except HttpError as exc:
         level = logging.ERROR if exc.status == 503 and exc.__cause__ else logging.WARNING
+        if isinstance(exc, Refused):
+            level = logging.INFO  # the upstream's own refusal: routine, and clients repeat it
         log.log(level, "%s %s -> %d: %s", request.method, request.path, exc.status, exc.detail)
-        return error_response(exc.status, exc.detail, exc.headers())
+        return web.Response(status=exc.status, body=exc.body(),
+                            content_type="application/json", headers=exc.headers())
     except UseUpstream:
         # Only bodiless requests get here (reads, deletes): the body is unread and can
         # still be streamed on.

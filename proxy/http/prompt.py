@@ -35,13 +35,15 @@ from multidict import CIMultiDict, MultiDict
 
 from proxy.codec.querystring import lax_int
 from proxy.engine.engine import Answer, Engine
-from proxy.errors import Unsupported, UseUpstream
+from proxy.errors import Refused, Unsupported, UseUpstream
 from proxy.http.appkeys import ENGINE, UPSTREAM
+from proxy.http.limits import read_body
 from proxy.upstream.client import HOP_BY_HOP, UpstreamAnswer, forward_headers
 
 SUMMARY = "## A summary of the conversation so far:\n"
 LONG_TERM = "## Long term memories related to the user's query\n"
 DROPPED_HEADERS = HOP_BY_HOP | {"date", "server"}
+UNROUTABLE = frozenset("{}/")
 
 
 def text_message(role: str, text: str) -> dict[str, Any]:
@@ -125,13 +127,20 @@ def splice(upstream_body: bytes, ours: list[dict[str, Any]]) -> bytes | None:
     return orjson.dumps(answer)
 
 
+def routable(session_id: str) -> bool:
+    """Whether the REST routes serve ``session_id`` here (their ``{session_id}`` segment
+    matches no brace and no slash); others live in the upstream, and a prompt must not
+    import them where no GET would find them."""
+    return bool(session_id) and not UNROUTABLE.intersection(session_id)
+
+
 async def read_session(engine: Engine, session: dict[str, Any]) -> Answer | None:
     query = session_query(session)
-    if query is None:
+    if query is None or not routable(session["session_id"]):
         return None
     try:
         answer = await engine.get(session["session_id"], query)
-    except UseUpstream:
+    except (UseUpstream, Refused):  # a refused client gets the upstream's own refusal
         return None
     return answer if answer.status == 200 else None
 
@@ -153,7 +162,7 @@ def respond(answer: UpstreamAnswer, body: bytes | None = None) -> web.Response:
 
 
 async def memory_prompt(request: web.Request) -> web.StreamResponse:
-    raw = await request.read()
+    raw = await read_body(request)
     session = session_request(raw)
     if session is None:
         return respond(await call_upstream(request, raw))

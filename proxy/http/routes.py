@@ -15,8 +15,9 @@ import orjson
 from aiohttp import web
 
 from proxy.engine.engine import Answer
-from proxy.errors import ForwardToUpstream, PayloadTooLarge
-from proxy.http.appkeys import DRAINING, ENGINE, REDIS, SETTINGS, UPSTREAM
+from proxy.errors import ForwardToUpstream
+from proxy.http.appkeys import DRAINING, ENGINE, REDIS, UPSTREAM
+from proxy.http.limits import pass_through_body, read_body
 from proxy.http.prompt import memory_prompt
 
 WM = "/v1/working-memory"
@@ -29,14 +30,6 @@ def respond(answer: Answer) -> web.Response:
     if "charset" in answer.content_type:
         response.charset = answer.content_type.split("charset=")[-1]
     return response
-
-
-async def read_body(request: web.Request) -> bytes:
-    try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise PayloadTooLarge(
-            f"request body exceeds {request.app[SETTINGS].max_body_bytes} bytes") from None
 
 
 def _forward_encoded_slash(request: web.Request) -> None:
@@ -108,7 +101,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def pass_through(request: web.Request) -> web.StreamResponse:
-    return await request.app[UPSTREAM].forward(request)
+    # A small body is read first: a slow client then holds no upstream connection.
+    return await request.app[UPSTREAM].forward(request, await pass_through_body(request))
 
 
 def add_routes(router: web.UrlDispatcher) -> None:

@@ -7,7 +7,12 @@
 * ``call``: a buffered request of the proxy's own (prompt, validation PUT, import, delete),
   answered as an ``UpstreamAnswer``.
 
-Both map failures the same way: 502 (unreachable) or 504 (too slow).
+Both map failures the same way: 502 (unreachable) or 504 (too slow). Both take one of
+``upstream_connections`` slots, waiting at most ``upstream_pool_wait`` for one (503 +
+Retry-After beyond); the pool holds ``CONTROL_CONNECTIONS`` more for control traffic
+(readiness, credential checks), which goes to ``session`` directly, so a flood of slow
+requests never starves it. Requests go to the configured upstream only: an absolute-form
+target (``GET http://elsewhere/x``) is sent on in origin form (``/x``).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from aiohttp import hdrs, web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from proxy.errors import UpstreamError, UpstreamTimeout
+from proxy.errors import Overloaded, UpstreamError, UpstreamTimeout
 from proxy.observability import context
 from proxy.observability.metrics import Metrics
 
@@ -43,10 +48,15 @@ HOP_BY_HOP = frozenset(
 AUTO_HEADERS = (hdrs.ACCEPT, hdrs.ACCEPT_ENCODING, hdrs.USER_AGENT, hdrs.CONTENT_TYPE)
 
 
-def make_client_session(connect_timeout: float, read_timeout: float) -> aiohttp.ClientSession:
+CONTROL_CONNECTIONS = 16  # beyond the data-plane slots: readiness and credential checks
+
+
+def make_client_session(connect_timeout: float, read_timeout: float,
+                        connections: int = 256) -> aiohttp.ClientSession:
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout,
                                     sock_read=read_timeout)
-    connector = aiohttp.TCPConnector(limit=256, ttl_dns_cache=300)
+    connector = aiohttp.TCPConnector(limit=connections + CONTROL_CONNECTIONS,
+                                     ttl_dns_cache=300)
     # auto_decompress=False: compressed bodies pass through byte for byte.
     return aiohttp.ClientSession(timeout=timeout, connector=connector, auto_decompress=False,
                                  cookie_jar=aiohttp.DummyCookieJar())
@@ -65,6 +75,16 @@ def _strip_hop_by_hop(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> CIMu
         if lower not in HOP_BY_HOP and lower not in named:
             out.add(name, value)
     return out
+
+
+def origin_form(raw_target: str) -> str:
+    """The path and query of a request target; an absolute-form target
+    (``http://host/path?q``) loses its scheme and authority."""
+    if raw_target.startswith("/"):
+        return raw_target
+    url = URL(raw_target, encoded=True)
+    query = url.raw_query_string
+    return (url.raw_path or "/") + ("?" + query if query else "")
 
 
 def forward_headers(request: web.Request) -> CIMultiDict[str]:
@@ -105,16 +125,28 @@ class Upstream:
     """The upstream server, reached through one pooled client session."""
 
     def __init__(self, base_url: str, session: aiohttp.ClientSession,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, *, connections: int = 256,
+                 pool_wait: float = 5.0) -> None:
         self.base = URL(base_url.rstrip("/"))
         self.session = session
         self.metrics = metrics if metrics is not None else Metrics()
+        self._slots = asyncio.Semaphore(connections)
+        self.pool_wait = pool_wait
+
+    async def _take_slot(self) -> None:
+        try:
+            async with asyncio.timeout(self.pool_wait):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise Overloaded(f"no upstream connection free within {self.pool_wait:g} s "
+                             "(upstream_connections)") from None
 
     def _failed(self, use: str, kind: str) -> None:
         self.metrics.upstream_errors.labels(use, kind).inc()
 
     def url_for(self, raw_path_qs: str) -> URL:
-        return URL(str(self.base) + raw_path_qs, encoded=True)
+        # Origin form only: whatever the client sent, the authority stays the upstream's.
+        return URL(str(self.base) + origin_form(raw_path_qs), encoded=True)
 
     async def call(self, method: str, path_qs: str, body: bytes | IO[bytes] | None = None,
                    headers: CIMultiDict[str] | dict[str, str] | None = None,
@@ -125,6 +157,7 @@ class Upstream:
             headers = CIMultiDict(headers or ())
             headers.setdefault(context.HEADER, rid)
         self.metrics.upstream_requests.labels("call").inc()
+        await self._take_slot()
         started = time.perf_counter()
         try:
             async with self.session.request(
@@ -140,19 +173,32 @@ class Upstream:
         except aiohttp.ClientError as exc:
             self._failed("call", "unreachable")
             raise UpstreamError(f"upstream unreachable: {exc.__class__.__name__}") from exc
+        finally:
+            self._slots.release()
 
-    async def forward(self, request: web.Request) -> web.StreamResponse:
-        """Send the request on as it came and stream the answer back."""
-        has_body = request.body_exists
+    async def forward(self, request: web.Request,
+                      body: bytes | None = None) -> web.StreamResponse:
+        """Send the request on as it came and stream the answer back; ``body``, when
+        given, is the request's body already read (else it is streamed)."""
+        data: bytes | AsyncIterator[bytes] | None = body or None
+        if body is None and request.body_exists:
+            data = _body_chunks(request)
+        self.metrics.upstream_requests.labels("pass_through").inc()
+        await self._take_slot()
+        try:
+            return await self._forward(request, data)
+        finally:
+            self._slots.release()
+
+    async def _forward(self, request: web.Request,
+                       data: bytes | AsyncIterator[bytes] | None) -> web.StreamResponse:
         headers = forward_headers(request)
         skip = [h for h in AUTO_HEADERS if h not in request.headers]
-        self.metrics.upstream_requests.labels("pass_through").inc()
         started = time.perf_counter()
         try:
             upstream_resp = await self.session.request(
                 request.method, self.url_for(request.raw_path), headers=headers,
-                data=_body_chunks(request) if has_body else None, allow_redirects=False,
-                skip_auto_headers=skip, compress=None,
+                data=data, allow_redirects=False, skip_auto_headers=skip, compress=None,
             )
         except TimeoutError as exc:
             self._failed("pass_through", "timeout")

@@ -10,6 +10,9 @@
   deployed) is read once from it, to be imported.
 * ``delete``: a DELETE also deletes the upstream's copy, so an imported session cannot
   come back.
+
+Every call carries the credential of the client being served, or the proxy's own when
+none is (see credentials.py).
 """
 
 from __future__ import annotations
@@ -23,11 +26,14 @@ import orjson
 
 from proxy.errors import UpstreamError
 from proxy.upstream.client import Upstream, UpstreamAnswer
+from proxy.upstream.credentials import Credentials
 
 log = logging.getLogger("proxy.upstream.sessions")
 
 WM_PATH = "/v1/working-memory/"
 SCRATCH_PREFIX = "amp-scratch-"
+# Answers given before the upstream's handler stores anything: no scratch copy to delete.
+NOTHING_STORED = frozenset((400, 401, 403, 422))
 
 
 def _path(session_id: str) -> str:
@@ -40,28 +46,36 @@ def _scope_query(namespace: str | None, user_id: str | None) -> str:
 
 
 class UpstreamSessions:
-    def __init__(self, upstream: Upstream) -> None:
+    def __init__(self, upstream: Upstream, credentials: Credentials | None = None) -> None:
         self.upstream = upstream
+        self.credentials = credentials if credentials is not None else Credentials()
+
+    async def _call(self, method: str, path: str, body: bytes | None = None,
+                    content_type: str | None = None) -> UpstreamAnswer:
+        headers = self.credentials.headers()
+        if content_type:
+            headers["Content-Type"] = content_type
+        return await self.upstream.call(method, path, body, headers)
 
     async def store_put(self, session_id: str, body: bytes, content_type: str | None,
                         query_string: str) -> UpstreamAnswer:
         """PUT ``body`` for the upstream to store under ``session_id`` itself."""
-        headers = {"Content-Type": content_type} if content_type else {}
         path = _path(session_id) + ("?" + query_string if query_string else "")
-        return await self.upstream.call("PUT", path, body, headers)
+        return await self._call("PUT", path, body, content_type)
 
     async def validate_put(self, session_id: str, body: bytes, content_type: str | None,
                            query_string: str) -> UpstreamAnswer:
         """PUT ``body`` under a scratch id, deleted at once; the answer reads as if made
         for ``session_id``."""
         scratch_id = SCRATCH_PREFIX + uuid.uuid4().hex
-        headers = {"Content-Type": content_type} if content_type else {}
         path = _path(scratch_id) + ("?" + query_string if query_string else "")
+        answer = None
         try:
-            answer = await self.upstream.call("PUT", path, body, headers)
+            answer = await self._call("PUT", path, body, content_type)
         finally:
             # Even a 500 can leave a stored document behind (contract §4.6).
-            await asyncio.shield(self._drop_scratch(scratch_id, body))
+            if answer is None or answer.status not in NOTHING_STORED:
+                await asyncio.shield(self._drop_scratch(scratch_id, body))
         if answer.status == 200:
             answer.body = answer.body.replace(
                 b'"session_id":' + orjson.dumps(scratch_id),
@@ -81,7 +95,7 @@ class UpstreamSessions:
             pass
         for ns, uid in scopes:
             try:
-                await self.upstream.call("DELETE", _path(scratch) + _scope_query(ns, uid))
+                await self._call("DELETE", _path(scratch) + _scope_query(ns, uid))
             except UpstreamError as exc:
                 log.error("could not delete scratch session %s: %s", scratch, exc.detail)
 
@@ -89,7 +103,7 @@ class UpstreamSessions:
                     user_id: str | None) -> bytes | None:
         """The upstream's GET of a whole session, or None when it has none."""
         path = _path(session_id) + _scope_query(namespace, user_id)
-        answer = await self.upstream.call("GET", path)
+        answer = await self._call("GET", path)
         if answer.status == 200:
             return answer.body
         if answer.status == 404:
@@ -97,7 +111,6 @@ class UpstreamSessions:
         raise UpstreamError(f"upstream answered {answer.status} reading {session_id!r}")
 
     async def delete(self, session_id: str, namespace: str | None, user_id: str | None) -> None:
-        answer = await self.upstream.call("DELETE",
-                                  _path(session_id) + _scope_query(namespace, user_id))
+        answer = await self._call("DELETE", _path(session_id) + _scope_query(namespace, user_id))
         if answer.status != 200:
             raise UpstreamError(f"upstream answered {answer.status} deleting {session_id!r}")
