@@ -3,6 +3,7 @@ its stored sessions) re-encoded into the canonical form the proxy stores."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -79,6 +80,18 @@ def render_get(
     times = (fmt(d["last_accessed"]), fmt(d["created_at"]), fmt(d["updated_at"]))
     pct = percentages(tokens_returned, len(messages_json) > 2, query, dialect.threshold)
     return _render(session_id, d, namespace, messages_json, times, pct)
+
+
+_EMPTY = b'{"messages":[]'  # how a render made with no messages starts (key order §2.6)
+
+
+def splice_messages(rendered: bytes, parts: Sequence[bytes | memoryview]) -> bytes:
+    """``rendered`` (a render_put/render_get made with ``b"[]"`` for its messages) with
+    the message array filled by ``parts`` joined: the (large) message bytes are copied
+    once, into the answer, instead of once into an array and again into the answer."""
+    if not rendered.startswith(_EMPTY):
+        raise ValueError("not a render with an empty message array")
+    return b"".join((_EMPTY[:-1], *parts, memoryview(rendered)[len(_EMPTY) - 1:]))
 
 
 def join_messages(bodies: list[bytes]) -> bytes:
