@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
+from cachetools import LRUCache
 
 from proxy.codec import jsonsafe, timestamps
 from proxy.codec.dialect import V0_14, Dialect
@@ -73,13 +74,52 @@ def render_get(
 ) -> bytes:
     """The upstream's GET 200 body for the (already limited/truncated) ``messages_json``;
     ``query`` also holds the namespace and user_id the GET named."""
+    envelope = _get_envelope(session_id, doc, namespace_query, query.user_id, dialect)
+    pct = percentages(tokens_returned, len(messages_json) > 2, query, dialect.threshold)
+    if pct == (None, None):
+        return b"".join((_EMPTY[:-2], messages_json, memoryview(envelope)[len(_EMPTY):]))
+    return b"".join((_EMPTY[:-2], messages_json,
+                     memoryview(envelope)[len(_EMPTY):-len(_NO_PERCENTAGES)],
+                     _PCT_TOTAL, orjson.dumps(pct[0]), _PCT_UNTIL, orjson.dumps(pct[1]), b"}"))
+
+
+# A GET answer is its session fields (the same for every read of one stored document),
+# its messages and two percentages. The fields are rendered once per document and reused
+# until a write replaces it: bounded by bytes, keys holding the document itself.
+ENVELOPES_MAX_BYTES = 4 * 1024 * 1024
+_ENVELOPE_MAX_DOC = 64 * 1024  # larger documents are rendered afresh every time
+_PCT_TOTAL = b',"context_percentage_total_used":'
+_PCT_UNTIL = b',"context_percentage_until_summarization":'
+_NO_PERCENTAGES = _PCT_TOTAL + b"null" + _PCT_UNTIL + b"null}"
+_EnvelopeKey = tuple[str, bytes, str | None, str | None, Dialect]
+
+
+def _weight(entry: tuple[bytes, int]) -> int:
+    return entry[1]
+
+
+_envelopes: LRUCache[_EnvelopeKey, tuple[bytes, int]] = LRUCache(ENVELOPES_MAX_BYTES,
+                                                                 getsizeof=_weight)
+
+
+def _get_envelope(session_id: str, doc: bytes, namespace_query: str | None,
+                  user_id_query: str | None, dialect: Dialect) -> bytes:
+    """The GET answer with no messages and no percentages (``_EMPTY`` ... ``null}``)."""
+    key = (session_id, doc, namespace_query, user_id_query, dialect)
+    found = _envelopes.get(key)
+    if found is not None:
+        return found[0]
     d = orjson.loads(doc)
     namespace, d["user_id"] = dialect.response_scope(d.get("namespace"), d["user_id"],
-                                                     namespace_query, query.user_id)
+                                                     namespace_query, user_id_query)
     fmt = timestamps.format_epoch
     times = (fmt(d["last_accessed"]), fmt(d["created_at"]), fmt(d["updated_at"]))
-    pct = percentages(tokens_returned, len(messages_json) > 2, query, dialect.threshold)
-    return _render(session_id, d, namespace, messages_json, times, pct)
+    envelope = _render(session_id, d, namespace, b"[]", times, (None, None))
+    if len(doc) <= _ENVELOPE_MAX_DOC:
+        # Weighed with the key's bytes: the key holds the document and the ids.
+        weight = len(envelope) + len(doc) + len(session_id) + 2 * 64 + 256
+        _envelopes[key] = (envelope, weight)
+    return envelope
 
 
 _EMPTY = b'{"messages":[]'  # how a render made with no messages starts (key order §2.6)

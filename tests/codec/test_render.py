@@ -142,3 +142,43 @@ def test_import_of_a_get_document_reproduces_it() -> None:
 
 
 # §6.3 percentages, each with the IEEE result the upstream renders.
+
+
+def _fresh_get(session_id: str, doc: bytes, namespace_query: str | None, messages_json: bytes,
+               tokens: int, q: Query, dialect: Any) -> bytes:
+    """render_get as it rendered before it kept session fields: everything every time."""
+    from proxy.codec import render, timestamps
+    from proxy.codec.window import percentages
+
+    d = orjson.loads(doc)
+    namespace, d["user_id"] = dialect.response_scope(d.get("namespace"), d["user_id"],
+                                                     namespace_query, q.user_id)
+    fmt = timestamps.format_epoch
+    times = (fmt(d["last_accessed"]), fmt(d["created_at"]), fmt(d["updated_at"]))
+    pct = percentages(tokens, len(messages_json) > 2, q, dialect.threshold)
+    return render._render(session_id, d, namespace, messages_json, times, pct)
+
+
+def test_get_answers_reuse_their_session_fields_byte_for_byte() -> None:
+    """A GET's session fields are rendered once per stored document: the answer is the
+    same bytes a fresh render gives, whatever the messages, query and percentages."""
+    from proxy.codec import render
+    from proxy.codec.dialect import V0_14, V0_15
+
+    pb = codec.parse_put(orjson.dumps({**E4_BODY, "user_id": "u", "namespace": "n",
+                                       "data": {"k": [1.5, "x"]}}), JSON, NOW)
+    msgs = codec.join_messages([e.body for e in codec.encode_messages(pb.messages, NOW)])
+    render._envelopes.clear()
+    for query in ({}, {"context_window_max": "100"}, {"model_name": "gpt-4o"},
+                  {"context_window_max": "7"}, {"namespace": "n", "user_id": "other"},
+                  {"namespace": ""}):
+        q = codec.parse_query(query, "get")
+        for dialect in (V0_14, V0_15):
+            for sid in ("s", "t"):
+                for messages_json, tokens in ((msgs, 12), (b"[]", 0)):
+                    want = _fresh_get(sid, pb.doc, q.namespace, messages_json, tokens, q,
+                                      dialect)
+                    for _ in range(2):  # rendered, then from the kept fields
+                        assert codec.render_get(sid, pb.doc, q.namespace, messages_json,
+                                                tokens, q, dialect) == want
+    assert 0 < render._envelopes.currsize <= render.ENVELOPES_MAX_BYTES
