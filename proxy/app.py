@@ -12,7 +12,6 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 
-import redis.asyncio as aioredis
 from aiohttp import web
 
 from proxy.codec.tokens import count_text
@@ -38,6 +37,7 @@ from proxy.http.appkeys import (
 )
 from proxy.observability import access
 from proxy.observability.metrics import Metrics
+from proxy.store.connect import close, connect
 from proxy.store.store import Store
 from proxy.upstream.client import Upstream, make_client_session
 from proxy.upstream.sessions import UpstreamSessions
@@ -61,17 +61,15 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    # A blocking pool: a burst of requests waits for a connection instead of failing.
-    pool = aioredis.BlockingConnectionPool.from_url(
-        settings.redis_url, max_connections=REDIS_CONNECTIONS, timeout=5,
-        socket_connect_timeout=2, socket_timeout=5, health_check_interval=30)
-    client = aioredis.Redis(connection_pool=pool)
-    app[REDIS] = client
+    client = connect(settings.redis_url, REDIS_CONNECTIONS)  # one server, or a cluster
+    app[REDIS] = client  # type: ignore[misc]  # or a RedisCluster: AppKey[RedisClient]
     # A fresh holder id per process: a restarted proxy holds none of its old leases.
-    app[STORE] = Store(client, settings.key_prefix, uuid.uuid4().hex[:16],
-                       settings.read_lease_ms)
+    store = app[STORE] = Store(client, settings.key_prefix, uuid.uuid4().hex[:16],
+                               settings.read_lease_ms, replicas=settings.write_replicas,
+                               replicas_timeout_ms=settings.write_replicas_timeout_ms)
     yield
-    await client.aclose(close_connection_pool=True)  # a pool passed in is not closed otherwise
+    await store.batches.close()
+    await close(client)
 
 
 async def _coherence_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -9,7 +9,9 @@
     |   |                               refuse this client's credential
     |   +-- UpstreamError       (502)   upstream unreachable, or refused a call of our own
     |   |   +-- UpstreamTimeout (504)   upstream too slow
-    |   +-- StoreUnavailable    (503)   the proxy's Redis does not answer
+    |   +-- StoreUnavailable    (503 + Retry-After)  the proxy's Redis does not answer
+    |   |   +-- NotReplicated           written on the primary, but fewer replicas than
+    |   |                               write_replicas confirmed it: not acknowledged
     |   +-- Overloaded          (503 + Retry-After)  write queue full, bodies in flight
     |   |   |                           past their budget, no upstream connection free,
     |   |   |                           or shutting down
@@ -96,6 +98,14 @@ class UpstreamTimeout(UpstreamError):
 
 class StoreUnavailable(HttpError):
     status = 503
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}  # Redis is back within seconds, or failed over
+
+
+class NotReplicated(StoreUnavailable):
+    """The write is on the primary, but WAIT saw fewer replicas than asked: a failover
+    could still lose it, so it is not acknowledged (the client retries it)."""
 
 
 class Overloaded(HttpError):

@@ -13,11 +13,13 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from proxy.coherence.invalidation import Invalidation
 from proxy.coherence.leases import Leases
+from proxy.coherence.sharded import ShardedInvalidation
 from proxy.observability.metrics import Metrics
+from proxy.store.connect import RedisClient
 from proxy.store.keys import SessionKeys
 from proxy.store.store import Revocation, Store
 
@@ -78,12 +80,16 @@ class LeasedCoherence(Coherence):
 
     waits_for_release = True
 
-    def __init__(self, store: Store, redis: aioredis.Redis, prefix: str, lease_ms: int,
+    def __init__(self, store: Store, redis: RedisClient, prefix: str, lease_ms: int,
                  on_change: Callable[[str, int], None], on_reset: Callable[[], None],
                  metrics: Metrics | None = None) -> None:
         super().__init__(store)
         self.leases = Leases(store.holder, lease_ms, metrics)
-        self.invalidation = Invalidation(redis, prefix, self.leases, on_change, on_reset)
+        # On a cluster, sharded pub/sub: per-slot channels, one listener per master.
+        self.invalidation = (
+            ShardedInvalidation(redis, prefix, self.leases, on_change, on_reset)
+            if isinstance(redis, RedisCluster)
+            else Invalidation(redis, prefix, self.leases, on_change, on_reset))
 
     def seen(self) -> int:
         return self.invalidation.seq

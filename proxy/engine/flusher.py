@@ -19,7 +19,6 @@ import logging
 import time
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
 
 from proxy.coherence import Coherence
@@ -61,6 +60,11 @@ class Flusher:
     def pending(self) -> int:
         return self._queue.qsize()
 
+    @property
+    def capacity(self) -> int:
+        """Writes the queue holds at most (``queue_max``)."""
+        return self._queue.maxsize
+
     async def submit(self, write: Write) -> asyncio.Future[int]:
         """Queue a write; the returned future resolves once it is durable in Redis."""
         if self._closing:
@@ -91,15 +95,15 @@ class Flusher:
                 self._busy = False
 
     async def _flush(self, batch: list[_Pending], retry: bool = True) -> None:
-        redis: aioredis.Redis = self.store.redis
         m = self.metrics
         started = time.perf_counter()
         try:
             if not self.store.scripts_loaded:
                 await self.store.load_scripts()
-            async with redis.pipeline(transaction=False) as pipe:
-                counts = [self.store.queue_write(pipe, item.write) for item in batch]
-                replies = await pipe.execute(raise_on_error=False)
+            # One pipeline per server (a cluster's masters), WAIT for replicas when asked.
+            pipe = self.store.pipeline()
+            counts = [self.store.queue_write(pipe, item.write) for item in batch]
+            replies = await self.store.execute(pipe)
         except Exception as exc:  # noqa: BLE001 - whatever broke, fail this batch, keep flushing
             level = logging.ERROR if isinstance(exc, RedisError | OSError) else logging.CRITICAL
             log.log(level, "flush of %d writes failed: %r", len(batch), exc)
@@ -111,9 +115,12 @@ class Flusher:
         starts = [sum(counts[:i]) for i in range(len(batch))]
         lost = [item for item, at in zip(batch, starts, strict=True)
                 if isinstance(replies[at], NoScriptError)]
-        if lost and retry:
-            # Redis restarted and forgot the scripts; an EVALSHA refused ran nothing.
+        if any(isinstance(r, NoScriptError) for r in replies):
+            # Redis restarted, or a replica without them was promoted (SCRIPT LOAD is not
+            # replicated): load them on every master before the next pipeline.
             self.store.scripts_loaded = False
+        if lost and retry:
+            # An EVALSHA refused ran nothing: send those writes again.
             log.warning("redis lost the write scripts; reloading")
             await self._flush(lost, retry=False)
         self.batches += 1
@@ -124,12 +131,16 @@ class Flusher:
         position = 0
         for item, count in zip(batch, counts, strict=True):
             reply = replies[position]
+            # The script, its index upkeep and due mark: acknowledged only if all landed.
+            error = next((r for r in replies[position:position + count]
+                          if isinstance(r, Exception)), None)
             position += count
             if item.done.done():
                 continue
-            if isinstance(reply, Exception):
-                log.error("write to %s failed: %r", item.write.keys.logical, reply)
-                item.done.set_exception(StoreUnavailable("redis write failed"))
+            if error is not None:
+                log.error("write to %s failed: %r", item.write.keys.logical, error)
+                item.done.set_exception(error if isinstance(error, StoreUnavailable)
+                                        else StoreUnavailable("redis write failed"))
                 failed += 1
             elif int(reply[0]) == 1:
                 written += 1

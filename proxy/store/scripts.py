@@ -24,7 +24,9 @@ Common arguments: KEYS = meta, messages, tokens, leases. ARGV[1] = expected vers
 for a session that must not exist yet, "*" for any), ARGV[2] = ttl ("" keeps any TTL, like
 the upstream's JSON.SET), ARGV[3] = packed token counts, ARGV[4] = number F of meta field
 pairs, ARGV[5] = the version to create the session at, ARGV[6] = the writer's holder id,
-ARGV[7] = lease length in ms (0: none), ARGV[8 .. 7+2F] = meta fields, then the messages.
+ARGV[7] = lease length in ms (0: none), ARGV[8] = the channel to announce the write on ("":
+PUBLISH on ``<prefix>:invalidate``; else SPUBLISH there, the sharded channel of the
+session's slot on a Redis Cluster), ARGV[9 .. 8+2F] = meta fields, then the messages.
 Writes return {1, new version, ms left on revoked leases, revoked holders} or, refused,
 {0, current version}.
 """
@@ -35,7 +37,7 @@ _PRELUDE = """
 local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
 if ARGV[1] ~= '*' and v ~= tonumber(ARGV[1]) then return {0, v} end
 local nf = tonumber(ARGV[4])
-local first = 8 + 2 * nf
+local first = 9 + 2 * nf
 local pttl = redis.call('PTTL', KEYS[1])
 local nv = v + 1
 if v == 0 then nv = tonumber(ARGV[5]) end
@@ -73,17 +75,21 @@ local function revoke(writer)
   if #others > 0 then redis.call('HDEL', KEYS[4], unpack(others)) end
   return revoked, wait, now
 end
-local function announce(version, revoked)
+local function announce(channel, version, revoked)
   local holders = #revoked > 0 and table.concat(revoked, ',') or '-'
-  redis.call('PUBLISH', string.match(KEYS[1], '^(.*):{') .. ':invalidate',
-    string.format('%.0f', version) .. ' ' .. holders .. ' ' .. KEYS[1])
+  local message = string.format('%.0f', version) .. ' ' .. holders .. ' ' .. KEYS[1]
+  if channel == '' then
+    redis.call('PUBLISH', string.match(KEYS[1], '^(.*):{') .. ':invalidate', message)
+  else
+    redis.call('SPUBLISH', channel, message)
+  end
 end
 """
 
 _FINISH = _REVOKE + """
 -- 'x' tells readers whether the session can expire (expiry publishes nothing)
 local expires = (ARGV[2] ~= '' or pttl > 0) and '1' or '0'
-redis.call('HSET', KEYS[1], 'v', nv, 'x', expires, unpack(ARGV, 8, first - 1))
+redis.call('HSET', KEYS[1], 'v', nv, 'x', expires, unpack(ARGV, 9, first - 1))
 if ARGV[2] ~= '' then
   local ttl = tonumber(ARGV[2])
   for k = 1, 3 do redis.call('EXPIRE', KEYS[k], ttl) end
@@ -98,7 +104,7 @@ if ARGV[6] ~= '' and lease > 0 then
   redis.call('HSET', KEYS[4], ARGV[6], string.format('%.0f', now + lease))
   redis.call('PEXPIRE', KEYS[4], lease)
 end
-announce(nv, revoked)
+announce(ARGV[8], nv, revoked)
 return {1, nv, wait, table.concat(revoked, ',')}
 """
 
@@ -112,14 +118,15 @@ redis.call('DEL', KEYS[2], KEYS[3])
 if ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3]) end
 """ + _FINISH
 
-# KEYS as above, ARGV[1] = the deleting proxy's holder id; returns {index member of the
-# deleted session or '', ms left on revoked leases, revoked holders}.
+# KEYS as above, ARGV[1] = the deleting proxy's holder id, ARGV[2] = the channel (as
+# ARGV[8] above); returns {index member of the deleted session or '', ms left on revoked
+# leases, revoked holders}.
 DELETE = _REVOKE + """
 local member = redis.call('HGET', KEYS[1], 'ix') or ''
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 local revoked, wait = revoke(ARGV[1])
 redis.call('DEL', KEYS[4])
-announce(0, revoked)
+announce(ARGV[2], 0, revoked)
 return {member, wait, table.concat(revoked, ',')}
 """
 

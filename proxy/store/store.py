@@ -17,6 +17,7 @@ the hash tag ``{t}``, see keys.py)::
     <prefix>:{t}:toks   string  token count of each message, little-endian uint32
     <prefix>:index      zset    member JSON [namespace, user_id, session_id], score = last write
     <prefix>:expiry     zset    same members, score = expiry time, for sessions with a TTL
+                                (on a Redis Cluster both are sharded by slot, see index.py)
 
 A TTL is set on the three session keys (O(1), whatever the session's length).
 """
@@ -30,12 +31,15 @@ from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 import orjson
-import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline
 from redis.exceptions import RedisError
 
 from proxy.errors import StoreUnavailable
-from proxy.store import scripts
+from proxy.store import scripts, slots
+from proxy.store.batch import Batches
+from proxy.store.connect import RedisClient
+from proxy.store.index import SessionIndex
 from proxy.store.keys import SessionKeys, logical_key
 
 TOKEN = array.array("I").itemsize
@@ -163,14 +167,17 @@ class Snapshot:
 
 
 class Store:
-    def __init__(self, redis: aioredis.Redis, prefix: str, holder: str = "",
-                 lease_ms: int = 0) -> None:
+    def __init__(self, redis: RedisClient, prefix: str, holder: str = "",
+                 lease_ms: int = 0, *, replicas: int = 0, replicas_timeout_ms: int = 0) -> None:
         self.redis = redis
         self.prefix = prefix
         self.holder = holder  # this proxy's read-lease holder id (leases.py)
         self.lease_ms = lease_ms
-        self.index_key = f"{prefix}:index"
-        self.expiry_key = f"{prefix}:expiry"
+        # Writes go out through batches: one pipeline per server, then WAIT for replicas.
+        self.batches = Batches(redis, replicas, replicas_timeout_ms)
+        self.cluster = self.batches.cluster
+        self.index = SessionIndex(redis, prefix, sharded=self.cluster)
+        self.index_key, self.expiry_key = self.index.shards[0].index, self.index.shards[0].expiry
         self._append = redis.register_script(scripts.APPEND)
         self._rewrite = redis.register_script(scripts.REWRITE)
         self._delete = redis.register_script(scripts.DELETE)
@@ -179,6 +186,20 @@ class Store:
 
     def keys(self, logical: str) -> SessionKeys:
         return SessionKeys.build(self.prefix, logical)
+
+    def channel(self, keys: SessionKeys) -> str:
+        """Where writes to this session announce themselves: on a cluster the sharded
+        channel of its slot, else "" (the scripts PUBLISH on <prefix>:invalidate)."""
+        return slots.channel(self.prefix, slots.slot_of(keys.meta)) if self.cluster else ""
+
+    def pipeline(self) -> Pipeline:
+        """An empty pipeline for ``queue_write``; ``execute`` sends it."""
+        return self.batches.pipeline()
+
+    async def execute(self, pipe: Pipeline) -> list[Any]:
+        """Send ``pipe`` (one pipeline per server, WAIT when asked); per command its
+        reply or the exception it failed with."""
+        return await self.batches.run(pipe)
 
     @_unavailable_on_error
     async def version(self, keys: SessionKeys) -> int:
@@ -236,31 +257,33 @@ class Store:
             await self.redis.script_load(script.script)
         self.scripts_loaded = True
 
-    def queue_write(self, pipe: Pipeline, write: Write) -> int:
-        """Add ``write`` to a pipeline; returns how many replies it will produce."""
+    def queue_write(self, pipe: Pipeline | ClusterPipeline, write: Write) -> int:
+        """Add ``write`` to a pipeline; returns how many replies it will produce. On a
+        cluster, only to one from ``pipeline()`` (redis-py's own refuses EVALSHA)."""
         ttl = "" if write.ttl_seconds is None else str(write.ttl_seconds)
         fields = write.meta.fields()
         expected = "*" if write.expected_version is None else write.expected_version
         args = [expected, ttl, pack_tokens(write.tokens), len(fields) // 2,
-                write.creation_version, self.holder, self.lease_ms, *fields, *write.messages]
+                write.creation_version, self.holder, self.lease_ms, self.channel(write.keys),
+                *fields, *write.messages]
         script = self._rewrite if write.rewrite else self._append
         # EVALSHA alone: scripts are loaded once (load_scripts), not checked per pipeline.
         pipe.evalsha(script.sha, 4, *write.keys.for_scripts(), *args)
         count = 1  # the script; the rest is index upkeep
         member = write.meta.index_member
+        shard = self.index.shard(write.keys)
         drop = [write.stale_member] if write.stale_member not in (b"", member) else []
         if write.ttl_seconds is not None and write.ttl_seconds <= 0:
             drop.append(member)  # the upstream's EXPIRE <= 0 deletes the session at once
         else:
-            pipe.zadd(self.index_key, {member: write.index_score})
+            pipe.zadd(shard.index, {member: write.index_score})
             count += 1
             # Without ttl_seconds a running TTL is kept (as the upstream's JSON.SET does).
             if write.ttl_seconds is not None:
-                pipe.zadd(self.expiry_key, {member: write.index_score + write.ttl_seconds})
+                pipe.zadd(shard.expiry, {member: write.index_score + write.ttl_seconds})
                 count += 1
         for stale in drop:
-            pipe.zrem(self.index_key, stale)
-            pipe.zrem(self.expiry_key, stale)
+            self.index.queue_removal(pipe, write.keys, stale)
             count += 2
         return count
 
@@ -268,12 +291,9 @@ class Store:
     async def delete(self, keys: SessionKeys) -> Revocation:
         """Delete the session; returns the read leases that ended with it."""
         member, wait_ms, holders = await self._delete(keys=list(keys.for_scripts()),
-                                                      args=[self.holder])
+                                                      args=[self.holder, self.channel(keys)])
         if member:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.zrem(self.index_key, member)
-                pipe.zrem(self.expiry_key, member)
-                await pipe.execute()
+            await self.index.remove(keys, member)
         return Revocation.from_reply(0, wait_ms, holders)
 
     @_unavailable_on_error
@@ -281,21 +301,17 @@ class Store:
                             limit: int, offset: int, now: float) -> tuple[list[str], int]:
         """Session ids in last-write order, filtered like the upstream's tag search."""
         await self._drop_expired(now)
-        members = cast(list[bytes], await self.redis.zrange(self.index_key, 0, -1))
+        members = await self.index.members()
         matched = [m for m in map(orjson.loads, members)
                    if _tag_match(m[0], namespace) and _tag_match(m[1], user_id)]
         return [m[2] for m in matched[offset:offset + limit]], len(matched)
 
     async def _drop_expired(self, now: float) -> None:
-        due = cast(list[bytes], await self.redis.zrangebyscore(self.expiry_key, "-inf", now))
-        for member in due:
+        for shard, member in await self.index.expired(now):
             _ns, _uid, sid = orjson.loads(member)
             keys = self.keys(logical_key(sid, _ns, _uid))
             if not await self.redis.exists(keys.meta):
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    pipe.zrem(self.index_key, member)
-                    pipe.zrem(self.expiry_key, member)
-                    await pipe.execute()
+                await self.index.drop(shard, member)
 
 
 def index_member(session_id: str, namespace: str | None, user_id: str | None) -> bytes:
