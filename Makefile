@@ -18,7 +18,7 @@ run: $(STAMP)
 	$(BIN)/agent-memory-proxy up
 
 stack: $(STAMP)
-	$(BIN)/python -m proxy.localstack
+	$(BIN)/python -m proxy.localstack all
 
 test: stack
 	$(BIN)/python -m pytest --durations=15

@@ -1,7 +1,8 @@
-"""``python -m proxy.localstack [VERSION ...]``: install the reference stack now (tests and
-benchmarks then start in seconds). Without arguments it installs ``$AMP_UPSTREAM_VERSION``
-(default ``DEFAULT_VERSION``); ``all`` installs every supported version. Exits non-zero with
-one clear sentence when it cannot."""
+"""``python -m proxy.localstack [VERSION ... | all]``: install the reference stack now
+(tests and benchmarks then start in seconds). Without arguments it installs
+``$AMP_UPSTREAM_VERSION`` (default ``DEFAULT_VERSION``); ``all`` installs every supported
+version (``make stack`` does, since the tests run against each). Exits non-zero with one
+clear sentence when it cannot."""
 
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ from proxy.localstack.install import (
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = list(sys.argv[1:] if argv is None else argv)
+    if args in (["-h"], ["--help"]):
+        print(__doc__)
+        return 0
     if any(a.startswith("-") for a in args):
         print(__doc__, file=sys.stderr)
         return 2
