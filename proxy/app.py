@@ -14,12 +14,14 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from proxy.codec.dialect import Dialect
 from proxy.codec.tokens import count_text
 from proxy.coherence import Coherence, LeasedCoherence
 from proxy.config import Settings
 from proxy.engine.cache import SessionCache
 from proxy.engine.engine import Engine
 from proxy.engine.flusher import Flusher
+from proxy.engine.versions import VersionWatch
 from proxy.engine.writes import Writes
 from proxy.errors import StoreUnavailable
 from proxy.http import auth, limits, middleware, ops, routes
@@ -39,6 +41,7 @@ from proxy.observability import access
 from proxy.observability.metrics import Metrics
 from proxy.store.connect import close, connect
 from proxy.store.store import Store
+from proxy.tasks import cancel_and_wait, spawn
 from proxy.upstream.client import Upstream, make_client_session
 from proxy.upstream.sessions import UpstreamSessions
 
@@ -107,6 +110,25 @@ async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
     await writes.drain(settings.shutdown_timeout)
 
 
+async def _versions_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The fronted upstream's version, so the rules the engine answers by (versions.py)."""
+    settings, engine = app[SETTINGS], app[ENGINE]
+
+    def apply(dialect: Dialect) -> None:
+        engine.dialect = dialect
+
+    watch = VersionWatch(app[UPSTREAM], apply, setting=settings.upstream_version,
+                         summarization=settings.upstream_summarization,
+                         threshold=settings.upstream_summarization_threshold)
+    engine.dialect = await watch.start(settings.upstream_connect_timeout)
+    engine.confirm_dialect = watch.confirm
+    index = spawn(engine.store.ids.build([s.index for s in engine.store.index.shards]),
+                  name="id-index-build")
+    yield
+    await cancel_and_wait(index)
+    await watch.close()
+
+
 def create_app(settings: Settings) -> web.Application:
     metrics, draining = Metrics(), asyncio.Event()
     app = web.Application(middlewares=[access.make_middleware(metrics, draining), auth.gate,
@@ -115,7 +137,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS], app[DRAINING] = metrics, draining
     for ctx in (_upstream_ctx, auth.auth_ctx, limits.limits_ctx, _redis_ctx, _coherence_ctx,
-                _engine_ctx, ops.sampler_ctx):
+                _engine_ctx, _versions_ctx, ops.sampler_ctx):
         app.cleanup_ctx.append(ctx)
     app.on_response_prepare.append(access.add_request_id_header)
     ops.add_routes(app.router)  # before the API's catch-all

@@ -18,6 +18,7 @@ the hash tag ``{t}``, see keys.py)::
     <prefix>:index      zset    member JSON [namespace, user_id, session_id], score = last write
     <prefix>:expiry     zset    same members, score = expiry time, for sessions with a TTL
                                 (on a Redis Cluster both are sharded by slot, see index.py)
+    <prefix>:id:{h}     set     members by the tags of their id and scope (idindex.py)
 
 A TTL is set on the three session keys (O(1), whatever the session's length).
 """
@@ -39,6 +40,7 @@ from proxy.errors import StoreUnavailable
 from proxy.store import scripts, slots
 from proxy.store.batch import Batches
 from proxy.store.connect import RedisClient
+from proxy.store.idindex import IdIndex, tag_matches
 from proxy.store.index import SessionIndex
 from proxy.store.keys import SessionKeys, logical_key
 
@@ -178,6 +180,7 @@ class Store:
         self.cluster = self.batches.cluster
         self.index = SessionIndex(redis, prefix, sharded=self.cluster)
         self.index_key, self.expiry_key = self.index.shards[0].index, self.index.shards[0].expiry
+        self.ids = IdIndex(redis, prefix)  # the upstream's lookup by id (0.15.2)
         self._append = redis.register_script(scripts.APPEND)
         self._rewrite = redis.register_script(scripts.REWRITE)
         self._delete = redis.register_script(scripts.DELETE)
@@ -278,13 +281,15 @@ class Store:
         else:
             pipe.zadd(shard.index, {member: write.index_score})
             count += 1
+            if write.expected_version in (0, None) or write.stale_member != member:
+                count += self.ids.queue_add(pipe, member)  # a new session, or a new scope
             # Without ttl_seconds a running TTL is kept (as the upstream's JSON.SET does).
             if write.ttl_seconds is not None:
                 pipe.zadd(shard.expiry, {member: write.index_score + write.ttl_seconds})
                 count += 1
         for stale in drop:
             self.index.queue_removal(pipe, write.keys, stale)
-            count += 2
+            count += 2 + self.ids.queue_remove(pipe, stale)
         return count
 
     @_unavailable_on_error
@@ -294,6 +299,7 @@ class Store:
                                                       args=[self.holder, self.channel(keys)])
         if member:
             await self.index.remove(keys, member)
+            await self.ids.forget(member)
         return Revocation.from_reply(0, wait_ms, holders)
 
     @_unavailable_on_error
@@ -312,6 +318,7 @@ class Store:
             keys = self.keys(logical_key(sid, _ns, _uid))
             if not await self.redis.exists(keys.meta):
                 await self.index.drop(shard, member)
+                await self.ids.forget(member)
 
 
 def index_member(session_id: str, namespace: str | None, user_id: str | None) -> bytes:
@@ -320,8 +327,4 @@ def index_member(session_id: str, namespace: str | None, user_id: str | None) ->
 
 def _tag_match(stored: str | None, wanted: str | None) -> bool:
     """RediSearch TAG semantics: stored values split on commas, compared case-insensitively."""
-    if not wanted:
-        return True
-    if not stored:
-        return False
-    return wanted.lower() in {t.strip().lower() for t in stored.split(",")}
+    return tag_matches(stored, wanted)
