@@ -19,9 +19,13 @@ from typing import Any
 
 import orjson
 
-from proxy import codec
+from proxy.codec import jsonsafe, timestamps
+from proxy.codec.memories import to_full_shape
+from proxy.errors import Unsupported
 
 Item = dict[str, Any]
+MESSAGE_KEYS = ("role", "content", "id", "created_at", "persisted_at",
+                "discrete_memory_extracted")  # as both sides render a message
 MESSAGE_STAMPS = ("persisted_at", "discrete_memory_extracted")
 MEMORY_STAMPS = ("persisted_at", "memory_hash", "extraction_strategy",
                  "extraction_strategy_config")
@@ -60,6 +64,7 @@ class Copy:
     fields: dict[str, Any]
     times: dict[str, int]  # epoch seconds, as both sides store them
     _content: bytes | None = field(default=None, repr=False)
+    _digests: tuple[list[bytes], list[bytes]] | None = field(default=None, repr=False)
 
     @classmethod
     def from_stored(cls, doc: bytes, messages: list[bytes]) -> Copy:
@@ -70,20 +75,39 @@ class Copy:
 
     @classmethod
     def from_upstream(cls, body: bytes) -> Copy:
-        """The upstream's GET of a whole session (raises codec.Unsupported when the proxy
-        could not store it)."""
-        put_body, encoded = codec.import_upstream_document(body)
-        return cls.from_stored(put_body.doc, [m.body for m in encoded])
+        """The upstream's GET of a whole session, made without window parameters; raises
+        Unsupported for a document the proxy could not store as it is. (Lighter than
+        codec.import_upstream_document: no token counts, which a comparison needs not.)"""
+        try:
+            r = orjson.loads(body)
+            messages = r["messages"]
+            if type(messages) is not list or any(
+                    type(m) is not dict or tuple(m) != MESSAGE_KEYS for m in messages):
+                raise Unsupported("upstream messages not in the canonical shape")
+            memories = [to_full_shape(m) for m in r["memories"]]
+            fields = {k: r[k] for k in FIELDS}
+            fields["data"] = field_value(fields, "data")
+            jsonsafe.check_value([memories, fields])
+            times = {k: timestamps.epoch_seconds(timestamps.parse(r[k])) for k in TIMES}
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            raise Unsupported(f"upstream document not readable: {exc!r}") from exc
+        return cls(messages, memories, fields, times)
+
+    def digests(self) -> tuple[list[bytes], list[bytes]]:
+        """Content digests of the messages and of the memories, in order (computed once)."""
+        if self._digests is None:
+            self._digests = ([message_content(m) for m in self.messages],
+                             [memory_content(m) for m in self.memories])
+        return self._digests
 
     def content(self) -> bytes:
         """Digest of the whole content (stamps and timestamps left out)."""
         if self._content is None:
             h = hashlib.blake2b(digest_size=16)
-            for m in self.messages:
-                h.update(message_content(m))
+            messages, memories = self.digests()
+            h.update(b"".join(messages))
             h.update(b"|")
-            for mem in self.memories:
-                h.update(memory_content(mem))
+            h.update(b"".join(memories))
             h.update(b"|")
             h.update(digest({k: field_value(self.fields, k) for k in FIELDS}))
             self._content = h.digest()

@@ -21,7 +21,7 @@ import orjson
 from proxy import codec
 from proxy.engine.engine import Engine
 from proxy.engine.plan import Plan
-from proxy.errors import Conflict, HttpError
+from proxy.errors import Conflict, HttpError, Unsupported
 from proxy.observability.metrics import Metrics
 from proxy.store.keys import SessionKeys, logical_key
 from proxy.store.store import Snapshot, Write
@@ -32,6 +32,7 @@ from proxy.sync.records import Record, Records
 
 log = logging.getLogger("proxy.sync")
 
+STORE_ATTEMPTS = 3  # a session written steadily may refuse a merge's store once or twice
 SETTLE_WINDOW_MS = 180_000  # follow-up polls stop this long after a hand-over
 SETTLE_MAX_DELAY_MS = 60_000
 RETRY_MAX_MS = 30_000
@@ -79,19 +80,26 @@ class HandOver:
     async def _run(self, claim: Claim, claimed_ms: int) -> Result:
         namespace, user_id, session_id = orjson.loads(claim.member)
         keys = self.store.keys(logical_key(session_id, namespace, user_id))
-        snap = await self.store.snapshot(keys, None)
-        if snap is None:  # deleted or expired here since it was marked
-            await self.records.forget(keys)
-            return Result("gone", "gone")
-        ours = Copy.from_stored(snap.meta.doc, snap.messages)
-        raw = await self.upstream.fetch(session_id, namespace, user_id)
+        # The upstream's copy first: the proxy's, read after it, is then as fresh as it
+        # can be when the merge is stored (a client's write in between refuses that).
+        theirs = self._theirs(keys, await self.upstream.fetch(session_id, namespace, user_id))
         record = await self.records.load(keys)
-        merged, theirs = self._merge(keys, ours, raw, record, snap.meta.version / 1e6)
-        if not merged.copy.same_as(ours):
+        for _ in range(STORE_ATTEMPTS):
+            snap = await self.store.snapshot(keys, None)
+            if snap is None:  # deleted or expired here since it was marked
+                await self.records.forget(keys)
+                return Result("gone", "gone")
+            ours = Copy.from_stored(snap.meta.doc, snap.messages)
+            merged = merge(ours, theirs, record, snap.meta.version / 1e6)
+            if merged.copy.same_as(ours):
+                break
             stored = await self._store(keys, snap, ours, merged)
-            if stored is None:
-                return Result("clean", "superseded")  # written meanwhile: due again
-            merged = stored
+            if stored is not None:
+                merged = stored
+                break
+        # else: written here at every attempt; the merge is handed over all the same, and
+        # stored by the next round (the writes made the session due again).
+        self._report(keys, merged, record)
         handed = theirs is None or not merged.copy.same_as(theirs)
         if handed:
             answer = await self.upstream.hand_over(session_id, merged.copy.put_body())
@@ -105,17 +113,17 @@ class HandOver:
             await self.records.save(keys, Record.after(merged.copy, record))
         return self._next(claim, handed, merged.copy if handed or theirs is None else theirs)
 
-    def _merge(self, keys: SessionKeys, ours: Copy, raw: bytes | None, record: Record | None,
-               created_s: float) -> tuple[Merged, Copy | None]:
-        theirs = None
-        if raw is not None:
-            try:
-                theirs = Copy.from_upstream(raw)
-            except codec.Unsupported as exc:
-                self._diverged("unreadable", "cannot read the upstream's copy of %s (%s); "
-                               "it is replaced by the proxy's", keys.logical, exc)
-                return Merged(ours, "absent"), None
-        merged = merge(ours, theirs, record, created_s)
+    def _theirs(self, keys: SessionKeys, raw: bytes | None) -> Copy | None:
+        if raw is None:
+            return None
+        try:
+            return Copy.from_upstream(raw)
+        except Unsupported as exc:
+            self._diverged("unreadable", "cannot read the upstream's copy of %s (%s); it is "
+                           "replaced by the proxy's", keys.logical, exc)
+            return None
+
+    def _report(self, keys: SessionKeys, merged: Merged, record: Record | None) -> None:
         if merged.kind == "foreign":
             self._diverged("foreign", "the upstream's copy of %s was written outside the "
                            "proxy: kept %d of its messages and memories, took %d edits",
@@ -126,7 +134,6 @@ class HandOver:
         elif merged.kind == "absent" and record is not None:
             self._diverged("missing", "the upstream's copy of %s is gone (deleted or "
                            "expired there); handed over again", keys.logical)
-        return merged, theirs
 
     def _diverged(self, kind: str, message: str, *args: object) -> None:
         self.metrics.sync_divergences.labels(kind).inc()

@@ -42,13 +42,10 @@ from proxy.sync.copies import (
     digest,
     field_value,
     id_key,
-    memory_content,
-    message_content,
 )
 from proxy.sync.records import Record
 
 Kind = Literal["absent", "ours", "stale", "foreign"]
-Content = Callable[[Item], bytes]
 Stamps = Callable[[Item, Item], Item | None]  # mine with upstream's stamps, None: no change
 
 
@@ -70,6 +67,8 @@ def merge(ours: Copy, theirs: Copy | None, record: Record | None, created_s: flo
     """``created_s``: when the proxy created its copy (epoch seconds)."""
     if theirs is None:
         return Merged(ours, "absent")
+    if theirs.same_as(ours):
+        return Merged(ours, "ours")  # the usual poll: nothing moved on either side
     same = theirs.content() == ours.content() or (record is not None
                                                   and record.knows(theirs.content()))
     if same:
@@ -79,10 +78,16 @@ def merge(ours: Copy, theirs: Copy | None, record: Record | None, created_s: flo
     else:
         kind = "foreign"
     out = Merged(Copy([], [], dict(ours.fields), dict(ours.times)), kind)
-    out.copy.messages = _items(ours.messages, theirs.messages, "m", message_content,
-                               _message_stamps, record if kind == "foreign" else None, out)
-    out.copy.memories = _items(ours.memories, theirs.memories, "M", memory_content,
-                               _memory_stamps, record if kind == "foreign" else None, out)
+    foreign = record if kind == "foreign" else None
+    (mine_m, mine_k), (their_m, their_k) = ours.digests(), theirs.digests()
+    messages, message_digests = _items(Side(ours.messages, mine_m),
+                                       Side(theirs.messages, their_m), "m",
+                                       _message_stamps, foreign, out)
+    memories, memory_digests = _items(Side(ours.memories, mine_k),
+                                      Side(theirs.memories, their_k), "M",
+                                      _memory_stamps, foreign, out)
+    out.copy = Copy(messages, memories, out.copy.fields, out.copy.times,
+                    _digests=(message_digests, memory_digests))
     if kind == "foreign" and record is not None:
         for name in FIELDS:
             last = record.fields.get(name)
@@ -91,6 +96,14 @@ def merge(ours: Copy, theirs: Copy | None, record: Record | None, created_s: flo
                 out.copy.fields[name] = theirs.fields[name]
                 out.taken += 1
     return out
+
+
+@dataclass(slots=True)
+class Side:
+    """Items of one copy with their content digests, in order."""
+
+    items: list[Item]
+    digests: list[bytes]
 
 
 def _message_stamps(mine: Item, upstream: Item) -> Item | None:
@@ -108,57 +121,57 @@ def _memory_stamps(mine: Item, upstream: Item) -> Item | None:
     return {**mine, **{k: upstream[k] for k in MEMORY_STAMPS}}
 
 
-def _items(mine: list[Item], upstream: list[Item], kind: str, content: Content,
-           stamps: Stamps, record: Record | None, out: Merged) -> list[Item]:
+def _items(mine: Side, upstream: Side, kind: str, stamps: Stamps, record: Record | None,
+           out: Merged) -> tuple[list[Item], list[bytes]]:
     """``mine`` with stamps (and, for a foreign write, additions and edits) merged from
     ``upstream``; ``record`` is given only for a foreign write."""
-    theirs = {(u["id"], content(u)): u for u in upstream}
-    merged: list[Item] = []
-    for m in mine:
-        u = theirs.get((m["id"], content(m)))
+    theirs = {(u["id"], d): u for u, d in zip(upstream.items, upstream.digests, strict=True)}
+    merged = Side([], list(mine.digests))
+    for m, d in zip(mine.items, mine.digests, strict=True):
+        u = theirs.get((m["id"], d))
         stamped = stamps(m, u) if u is not None else None
         if stamped is not None:
             out.stamped += 1
-        merged.append(stamped or m)
-    if out.kind != "foreign":
-        return merged
-    merged = _take_edits(merged, upstream, kind, content, stamps, record, out)
-    return _keep_additions(merged, upstream, kind, record, out)
+        merged.items.append(stamped or m)
+    if out.kind == "foreign":
+        merged = _take_edits(merged, upstream, kind, stamps, record, out)
+        merged = _keep_additions(merged, upstream, kind, record, out)
+    return merged.items, merged.digests
 
 
-def _take_edits(merged: list[Item], upstream: list[Item], kind: str, content: Content,
-                stamps: Stamps, record: Record | None, out: Merged) -> list[Item]:
+def _take_edits(merged: Side, upstream: Side, kind: str, stamps: Stamps,
+                record: Record | None, out: Merged) -> Side:
     if record is None:
         return merged  # nothing was handed over: nothing to have changed since
-    by_id = {u["id"]: u for u in upstream}
-    result = []
-    for m in merged:
-        u = by_id.get(m["id"])
+    by_id = {u["id"]: (u, d) for u, d in zip(upstream.items, upstream.digests, strict=True)}
+    result = Side([], [])
+    for m, d in zip(merged.items, merged.digests, strict=True):
+        u, ud = by_id.get(m["id"], (None, b""))
         last = record.items.get(id_key(kind, m["id"]))
-        if u is not None and last is not None and content(m) == last != content(u):
-            result.append(stamps(u, m) or u)
+        if u is not None and last is not None and d == last != ud:
+            m, d = stamps(u, m) or u, ud
             out.taken += 1
-        else:
-            result.append(m)
+        result.items.append(m)
+        result.digests.append(d)
     return result
 
 
-def _keep_additions(merged: list[Item], upstream: list[Item], kind: str,
-                    record: Record | None, out: Merged) -> list[Item]:
+def _keep_additions(merged: Side, upstream: Side, kind: str, record: Record | None,
+                    out: Merged) -> Side:
     """Upstream-only items, each placed after the item it follows upstream."""
-    have = {m["id"] for m in merged}
-    after: dict[str | None, list[Item]] = {}
+    have = {m["id"] for m in merged.items}
+    after: dict[str | None, list[tuple[Item, bytes]]] = {}
     anchor: str | None = None
-    for u in upstream:
+    for u, d in zip(upstream.items, upstream.digests, strict=True):
         if u["id"] in have:
             anchor = u["id"]
         elif record is None or id_key(kind, u["id"]) not in record.items:
-            after.setdefault(anchor, []).append(u)
+            after.setdefault(anchor, []).append((u, d))
             out.kept += 1
     if not after:
         return merged
-    result = list(after.pop(None, []))
-    for m in merged:
-        result.append(m)
-        result.extend(after.pop(m["id"], []))
-    return result
+    pairs = list(after.pop(None, []))
+    for m, d in zip(merged.items, merged.digests, strict=True):
+        pairs.append((m, d))
+        pairs.extend(after.pop(m["id"], []))
+    return Side([p[0] for p in pairs], [p[1] for p in pairs])

@@ -30,8 +30,6 @@ from proxy.sync.copies import (
     digest,
     field_value,
     id_key,
-    memory_content,
-    message_content,
 )
 
 HISTORY = 8  # hand-overs remembered: the upstream may write back an older one (below)
@@ -46,8 +44,10 @@ class Record:
     @classmethod
     def after(cls, copy: Copy, previous: Record | None) -> Record:
         """The record once ``copy`` is handed over (or known to be the upstream's)."""
-        items = {id_key("m", m["id"]): message_content(m) for m in copy.messages}
-        items.update({id_key("M", m["id"]): memory_content(m) for m in copy.memories})
+        messages, memories = copy.digests()
+        items = {id_key("m", m["id"]): d for m, d in zip(copy.messages, messages, strict=True)}
+        items.update({id_key("M", m["id"]): d
+                      for m, d in zip(copy.memories, memories, strict=True)})
         contents = [copy.content()] + [c for c in (previous.contents if previous else [])
                                        if c != copy.content()]
         return cls(contents[:HISTORY], items,

@@ -55,6 +55,8 @@ class SyncWorker:
         self.max_lag_s = max_lag_ms / 1000
         self.deadline_s = deadline_s
         self.results: Counter[str] = Counter()  # rounds by result, since start
+        self.slowest = 0.0  # seconds, the longest round since start
+        self.busy_s = 0.0  # seconds spent in rounds since start
         self._running: dict[bytes, _Running] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -114,6 +116,7 @@ class SyncWorker:
         self._running[claim.member] = _Running(claim, task)
 
     async def _round(self, claim: Claim, claimed_ms: int) -> None:
+        started = asyncio.get_running_loop().time()
         try:
             try:
                 with acting_as_proxy():
@@ -128,6 +131,9 @@ class SyncWorker:
                 result = Result("retry", "failed", retry_delay(claim.failures), claim.step)
             self.results[result.label] += 1
             self.metrics.sync_handovers.labels(result.label).inc()
+            took = asyncio.get_running_loop().time() - started
+            self.metrics.sync_round_duration.observe(took)
+            self.slowest, self.busy_s = max(self.slowest, took), self.busy_s + took
             try:
                 await self.ledger.done(claim, result.outcome, result.delay_ms, result.step)
             except (RedisError, OSError) as exc:  # the claim runs out; it is taken again

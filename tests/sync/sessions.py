@@ -50,7 +50,7 @@ def stored(messages: list[Message], memories: list[dict[str, Any]] | None = None
     """(doc, message bytes) as the proxy stores a PUT of these."""
     body = codec.parse_put(orjson.dumps({"messages": messages, "memories": memories or [],
                                          **fields}), "application/json", NOW)
-    return body.doc, [m.body for m in codec.encode_messages(messages, NOW)]
+    return body.doc, [m.body for m in codec.encode_messages(list[object](messages), NOW)]
 
 
 def copy_of(messages: list[Message], memories: list[dict[str, Any]] | None = None,

@@ -159,7 +159,7 @@ async def test_stamps_come_back_and_the_next_put_still_appends(
     async def spy(write: Any) -> Any:
         rewrites.append(write.rewrite)
         return await submit(write)
-    engine.writes.flusher.submit = spy  # type: ignore[method-assign]
+    engine.writes.flusher.submit = spy
     await put(proxy, s, {"messages": [*doc["messages"], msg(3)], "memories": doc["memories"]})
     assert rewrites == [False]
     meta = await engine.store.meta(engine.store.keys(logical_key(s, None, None)))
