@@ -1,8 +1,9 @@
 """Wiring only: build the aiohttp application from Settings.
 
 Long-lived resources live in ``cleanup_ctx`` generators under typed AppKeys and are torn
-down in reverse order: the engine's writes drain before coherence stops listening (a write
-may be waiting for another proxy's release) and before Redis closes.
+down in reverse order: the upstream sync stops first, then the engine's writes drain (still
+marking their sessions due for whoever syncs next) before coherence stops listening (a
+write may be waiting for another proxy's release) and before Redis closes.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from proxy.observability import access
 from proxy.observability.metrics import Metrics
 from proxy.store.connect import close, connect
 from proxy.store.store import Store
+from proxy.sync.worker import SyncWorker
 from proxy.tasks import cancel_and_wait, spawn
 from proxy.upstream.client import Upstream, make_client_session
 from proxy.upstream.sessions import UpstreamSessions
@@ -48,6 +50,7 @@ from proxy.upstream.sessions import UpstreamSessions
 log = logging.getLogger("proxy.app")
 
 REDIS_CONNECTIONS = 64  # plenty for one event loop; the pub/sub listener holds one
+SYNC = web.AppKey("sync", SyncWorker)
 
 
 async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -129,6 +132,19 @@ async def _versions_ctx(app: web.Application) -> AsyncIterator[None]:
     await watch.close()
 
 
+async def _sync_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    if not settings.upstream_sync:
+        yield
+        return
+    worker = app[SYNC] = SyncWorker.build(settings, app[ENGINE], app[REDIS], app[METRICS])
+    worker.start()
+    log.info("upstream sync on: quiet %.0f ms, max lag %.0f ms, %d at a time",
+             settings.sync_quiet_ms, settings.sync_max_lag_ms, settings.sync_concurrency)
+    yield
+    await worker.close(min(2.0, settings.shutdown_timeout))
+
+
 def create_app(settings: Settings) -> web.Application:
     metrics, draining = Metrics(), asyncio.Event()
     app = web.Application(middlewares=[access.make_middleware(metrics, draining), auth.gate,
@@ -137,7 +153,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS], app[DRAINING] = metrics, draining
     for ctx in (_upstream_ctx, auth.auth_ctx, limits.limits_ctx, _redis_ctx, _coherence_ctx,
-                _engine_ctx, _versions_ctx, ops.sampler_ctx):
+                _engine_ctx, _versions_ctx, _sync_ctx, ops.sampler_ctx):
         app.cleanup_ctx.append(ctx)
     app.on_response_prepare.append(access.add_request_id_header)
     ops.add_routes(app.router)  # before the API's catch-all

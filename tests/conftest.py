@@ -87,8 +87,11 @@ def app_of(client: TestClient[Any, Any]) -> web.Application:
 
 
 def make_settings(upstream_url: str, redis_url: str, **overrides: Any) -> Settings:
+    # The upstream sync is off unless a test turns it on (tests/sync, test_sync*): the
+    # shared upstream is also the direct side of comparisons, where hand-overs of the
+    # proxy's sessions would show up.
     return Settings.from_mapping({"upstream_url": upstream_url, "redis_url": redis_url,
-                                  **overrides})
+                                  "upstream_sync": False, **overrides})
 
 
 ProxyFactory = Callable[..., Awaitable[TestClient[Any, Any]]]

@@ -44,6 +44,43 @@ class SessionKeys:
     def for_scripts(self) -> tuple[str, str, str, str]:
         return self.meta, self.messages, self.tokens, self.leases
 
+    @property
+    def synced(self) -> str:
+        """Hash: what the upstream sync last handed over for this session (sync/records.py)."""
+        return self.meta[:-len("meta")] + "sync"
+
+    @property
+    def gone(self) -> str:
+        """String: when this session was last deleted through the proxy (ms); short-lived."""
+        return self.meta[:-len("meta")] + "gone"
+
+
+@dataclass(frozen=True, slots=True)
+class SyncKeys:
+    """The upstream sync's ledger under a prefix (see proxy/sync/ledger.py). Members are
+    sessions' index members (``[namespace, user_id, session_id]`` JSON).
+
+    All five share the hash tag ``{<prefix>.sync}``, so the ledger's scripts touch one Redis
+    Cluster slot. That slot takes one small script per session write; should it ever be a
+    hot spot, the ledger shards into N such tag groups (``{<prefix>.sync.<k>}``, k a hash of
+    the member) that the claim loop visits in turn.
+    """
+
+    due: str  # zset: member -> when its next hand-over round is due (ms, Redis clock)
+    dirty: str  # zset: member -> when its oldest change not yet handed over was made
+    state: str  # hash: member -> "seq last retry_at step failures"
+    claims: str  # zset: member -> when the claim on it runs out (ms)
+    owner: str  # hash: member -> "holder seq claimed_at"
+
+    @classmethod
+    def build(cls, prefix: str) -> SyncKeys:
+        base = f"{prefix}:{{{prefix}.sync}}"
+        return cls(f"{base}:due", f"{base}:dirty", f"{base}:state", f"{base}:claims",
+                   f"{base}:owner")
+
+    def for_mark(self) -> tuple[str, str, str]:
+        return self.due, self.dirty, self.state
+
 
 def id_index_key(prefix: str, combo: tuple[str, str | None, str | None]) -> str:
     """Set of the index members of the sessions matching ``combo`` = (id tag, namespace

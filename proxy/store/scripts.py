@@ -142,3 +142,28 @@ redis.call('HSET', KEYS[2], ARGV[1], string.format('%.0f', now + lease))
 if redis.call('PTTL', KEYS[2]) < lease then redis.call('PEXPIRE', KEYS[2], lease) end
 return v
 """
+
+# The upstream sync's due mark, queued right after a session's write script in the same
+# pipeline (never for the sync's own write-backs), so a write is acknowledged only once
+# its hand-over is due. KEYS = the ledger's due, dirty, state (SyncKeys.for_mark);
+# ARGV = member, quiet ms, max lag ms. The round is due a quiet period after the last
+# write, but no later than max lag after the oldest change not yet handed over, and not
+# before a failed round's retry time. See proxy/sync/ledger.py for the other fields.
+MARK_DUE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local m = ARGV[1]
+local seq, retry, fails = 0, 0, 0
+local st = redis.call('HGET', KEYS[3], m)
+if st then
+  local a, b, c = string.match(st, '^(%d+) %d+ (%d+) %d+ (%d+)$')
+  seq, retry, fails = tonumber(a), tonumber(b), tonumber(c)
+end
+redis.call('ZADD', KEYS[2], 'NX', string.format('%.0f', now), m)
+local first = tonumber(redis.call('ZSCORE', KEYS[2], m))
+local due = math.min(now + tonumber(ARGV[2]), first + tonumber(ARGV[3]))
+if retry > due then due = retry end
+redis.call('ZADD', KEYS[1], string.format('%.0f', due), m)
+redis.call('HSET', KEYS[3], m, string.format('%.0f %.0f %.0f 0 %.0f', seq + 1, now, retry, fails))
+return 1
+"""

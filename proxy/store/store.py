@@ -20,6 +20,10 @@ the hash tag ``{t}``, see keys.py)::
                                 (on a Redis Cluster both are sharded by slot, see index.py)
     <prefix>:id:{h}     set     members by the tags of their id and scope (idindex.py)
 
+With the upstream sync on, every write but the sync's own write-backs also marks its
+session due for a hand-over (``enable_sync_marks``; keys in keys.SyncKeys, script
+scripts.MARK_DUE), in the same pipeline and right after the write's script.
+
 A TTL is set on the three session keys (O(1), whatever the session's length).
 """
 
@@ -42,7 +46,7 @@ from proxy.store.batch import Batches
 from proxy.store.connect import RedisClient
 from proxy.store.idindex import IdIndex, tag_matches
 from proxy.store.index import SessionIndex
-from proxy.store.keys import SessionKeys, logical_key
+from proxy.store.keys import SessionKeys, SyncKeys, logical_key
 
 TOKEN = array.array("I").itemsize
 P = ParamSpec("P")
@@ -142,6 +146,8 @@ class Write:
     ttl_seconds: int | None
     index_score: float
     stale_member: bytes = b""  # an index member to drop (the session's scope changed)
+    handover: bool = True  # changed here: the upstream sync hands it over (when on)
+    keep_rank: bool = False  # a background write-back: the session keeps its list position
 
     @property
     def creation_version(self) -> int:
@@ -185,7 +191,14 @@ class Store:
         self._rewrite = redis.register_script(scripts.REWRITE)
         self._delete = redis.register_script(scripts.DELETE)
         self._lease = redis.register_script(scripts.LEASE)
+        self._mark = redis.register_script(scripts.MARK_DUE)
+        self.sync_marks: tuple[tuple[str, str, str], int, int] | None = None
         self.scripts_loaded = False
+
+    def enable_sync_marks(self, quiet_ms: float, max_lag_ms: float) -> None:
+        """Mark every session written from now on due for a hand-over to the upstream."""
+        self.sync_marks = (SyncKeys.build(self.prefix).for_mark(), int(quiet_ms),
+                           int(max_lag_ms))
 
     def keys(self, logical: str) -> SessionKeys:
         return SessionKeys.build(self.prefix, logical)
@@ -256,7 +269,7 @@ class Store:
     @_unavailable_on_error
     async def load_scripts(self) -> None:
         """SCRIPT LOAD the write scripts (again after a Redis restart lost them)."""
-        for script in (self._append, self._rewrite, self._delete, self._lease):
+        for script in (self._append, self._rewrite, self._delete, self._lease, self._mark):
             await self.redis.script_load(script.script)
         self.scripts_loaded = True
 
@@ -272,13 +285,17 @@ class Store:
         script = self._rewrite if write.rewrite else self._append
         # EVALSHA alone: scripts are loaded once (load_scripts), not checked per pipeline.
         pipe.evalsha(script.sha, 4, *write.keys.for_scripts(), *args)
-        count = 1  # the script; the rest is index upkeep
+        count = 1  # the script; the rest is index upkeep and the sync's due mark
         member = write.meta.index_member
+        if self.sync_marks is not None and write.handover:
+            keys, quiet, max_lag = self.sync_marks
+            pipe.evalsha(self._mark.sha, 3, *keys, member, quiet, max_lag)
+            count += 1
         shard = self.index.shard(write.keys)
         drop = [write.stale_member] if write.stale_member not in (b"", member) else []
         if write.ttl_seconds is not None and write.ttl_seconds <= 0:
             drop.append(member)  # the upstream's EXPIRE <= 0 deletes the session at once
-        else:
+        elif not write.keep_rank:
             pipe.zadd(shard.index, {member: write.index_score})
             count += 1
             if write.expected_version in (0, None) or write.stale_member != member:

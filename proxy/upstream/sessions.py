@@ -10,6 +10,9 @@
   deployed) is read once from it, to be imported.
 * ``delete``: a DELETE also deletes the upstream's copy, so an imported session cannot
   come back.
+* ``hand_over``: the upstream sync (proxy/sync/) PUTs a session's whole state, with a
+  context window no session can fill, so that the upstream stores exactly what it is
+  given (it never summarizes) and starts its long-term promotion as for any PUT.
 
 Every call carries the credential of the client being served, or the proxy's own when
 none is (see credentials.py).
@@ -32,6 +35,9 @@ log = logging.getLogger("proxy.upstream.sessions")
 
 WM_PATH = "/v1/working-memory/"
 SCRATCH_PREFIX = "amp-scratch-"
+# The upstream summarizes once a session's tokens pass 0.7 x the window (contract §6.4);
+# 2^31 - 1 tokens is ~8 GB of text, far beyond any body the proxy accepts.
+HAND_OVER_QUERY = "?context_window_max=2147483647"
 # Answers given before the upstream's handler stores anything: no scratch copy to delete.
 NOTHING_STORED = frozenset((400, 401, 403, 422))
 
@@ -109,6 +115,11 @@ class UpstreamSessions:
         if answer.status == 404:
             return None
         raise UpstreamError(f"upstream answered {answer.status} reading {session_id!r}")
+
+    async def hand_over(self, session_id: str, body: bytes) -> UpstreamAnswer:
+        """PUT the session's whole state (a JSON body with its namespace and user_id)."""
+        return await self._call("PUT", _path(session_id) + HAND_OVER_QUERY, body,
+                                "application/json")
 
     async def delete(self, session_id: str, namespace: str | None, user_id: str | None) -> None:
         answer = await self._call("DELETE", _path(session_id) + _scope_query(namespace, user_id))
