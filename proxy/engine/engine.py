@@ -12,6 +12,10 @@ Costs follow what changed or what was asked for, never the transcript's length:
 
 Requests the fast path cannot answer exactly go to the upstream: a PUT for validation
 (upstream/sessions.py), a read by raising ``ForwardToUpstream``.
+
+With the upstream sync on (``sync``, see proxy/sync/), the upstream's copy of a session is
+the synced one: it is kept, not deleted, after an import or a create here, and a PUT the
+fast path leaves to the upstream is made under the session's own id.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Protocol
 from weakref import WeakValueDictionary
 
 import orjson
@@ -62,6 +67,15 @@ def not_found(session_id: str) -> Answer:
     return Answer(404, detail_body(f"Session {session_id} not found"))
 
 
+class UpstreamCopies(Protocol):
+    """What the engine tells the upstream sync (proxy/sync/hooks.py)."""
+
+    async def holds(self, keys: SessionKeys, doc: bytes, messages: list[bytes],
+                    imported: bool) -> None: ...  # the upstream's copy is exactly this now
+    async def may_import(self, keys: SessionKeys) -> bool: ...
+    async def deleting(self, keys: SessionKeys) -> None: ...  # DELETE: both copies go
+
+
 class Engine:
     def __init__(self, store: Store, writes: Writes, cache: SessionCache,
                  coherence: Coherence, upstream: UpstreamSessions,
@@ -72,6 +86,7 @@ class Engine:
         self.coherence = coherence
         self.upstream = upstream
         self.clock = clock
+        self.sync: UpstreamCopies | None = None  # set when the upstream sync is on
         self.dialect = dialect  # the fronted upstream's rules; replaced once it is known
         self.confirm_dialect: Callable[[], Awaitable[None]] | None = None  # see versions.py
         self._locks: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
@@ -118,14 +133,18 @@ class Engine:
                                              self.dialect))
         if plan.generated_timestamp:
             answer.headers[DEPRECATION[0]] = DEPRECATION[1]
-        if tail is None:
+        if tail is None and self.sync is None:
             spawn(self._forget_upstream_copy(session_id, body.namespace, body.user_id),
                   name=f"forget-upstream:{keys.logical}")
         return answer
 
     async def _put_upstream(self, session_id: str, raw: bytes, content_type: str | None,
                             query_string: str) -> Answer:
-        answer = await self.upstream.validate_put(session_id, raw, content_type, query_string)
+        if self.sync is None:
+            answer = await self.upstream.validate_put(session_id, raw, content_type,
+                                                      query_string)
+        else:  # the upstream's copy is the synced one: it summarizes and stores it itself
+            answer = await self.upstream.store_put(session_id, raw, content_type, query_string)
         if answer.status == 200:
             try:
                 body, encoded = codec.ingest_upstream_put_response(answer.body)
@@ -136,6 +155,8 @@ class Engine:
                 tail = await self.tail_for_write(keys)
                 plan = plan_rewrite(keys, session_id, body, encoded, tail)
                 await self.writes.commit(plan, tail)
+                if self.sync is not None:
+                    await self.sync.holds(keys, body.doc, plan.write.messages, False)
         headers = CIMultiDict((k, v) for k, v in answer.headers.items()
                               if k.lower() in KEPT_HEADERS)
         return Answer(answer.status, answer.body, headers,
@@ -282,6 +303,8 @@ class Engine:
         async with self.session_lock(keys.logical):
             meta = await self.store.meta(keys)
             if meta is None:
+                if self.sync is not None and not await self.sync.may_import(keys):
+                    return None  # deleted here: a hand-over may still land upstream
                 doc = await self.upstream.fetch(session_id, namespace, user_id)
                 if doc is None:
                     return None
@@ -294,12 +317,17 @@ class Engine:
                     raise ForwardToUpstream("not for the fast path") from None
                 body = replace(body, namespace=namespace or None, user_id=user_id or None)
                 plan = plan_rewrite(keys, session_id, body, encoded, None)
+                # The upstream holds it already: nothing to hand over.
+                write = replace(plan.write, handover=self.sync is None)
                 try:
                     # Create only: if another proxy imported it first, theirs stands.
-                    await (await self.writes.flusher.submit(plan.write))
+                    await (await self.writes.flusher.submit(write))
+                    if self.sync is not None:
+                        await self.sync.holds(keys, body.doc, write.messages, True)
                 except Conflict:
                     pass
-                await self.upstream.delete(session_id, namespace, user_id)
+                if self.sync is None:
+                    await self.upstream.delete(session_id, namespace, user_id)
                 log.info("imported session %s (%d messages)", session_id, len(encoded))
         return await self._tail_for_read(keys, None)
 
@@ -371,6 +399,8 @@ class Engine:
             keys, (session_id, namespace, user_id) = target
         async with self.session_lock(keys.logical):
             await self.writes.settle(keys.logical)
+            if self.sync is not None:
+                await self.sync.deleting(keys)
             # Upstream first: if it fails, nothing changed anywhere.
             await self.upstream.delete(session_id, namespace, user_id)
             self.cache.drop(keys.logical)

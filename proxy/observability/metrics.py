@@ -164,6 +164,10 @@ class Metrics:
         self.sync_handovers = counter(
             "sync_handovers_total",
             "Sessions handed to the upstream, by result (ok, failed, ...)", ("result",))
+        self.sync_round_duration = histogram(
+            "sync_round_duration_seconds",
+            "Time a hand-over round took (read both copies, merge, PUT when they differ)",
+            LATENCY_BUCKETS)
         self.sync_divergences = counter(
             "sync_divergences_total",
             "Upstream copies found changed by something other than the proxy, by kind "
