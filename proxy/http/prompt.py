@@ -1,9 +1,10 @@
 """``POST /v1/memory/prompt``: prompts built from sessions the proxy holds.
 
-The upstream builds a prompt from the session it reads from its own Redis, but once the
-proxy serves a session it deletes the upstream's copy, so a blind forward would lose the
-session's messages. A request whose body names a ``session`` is therefore answered from
-both, concurrently:
+The upstream builds a prompt from the session it reads from its own Redis, but the
+upstream's copy of a session the proxy serves is not current: with the upstream sync on it
+trails the proxy's by up to the sync's lag (proxy/sync/), with it off the proxy deleted it.
+A blind forward would build the prompt from stale or no messages. A request whose body
+names a ``session`` is therefore answered from both, concurrently:
 
 * the upstream gets the request unchanged, so it validates it (422/400 bodies are its
   own), runs any ``long_term_search`` with the same filters it would derive from the
@@ -12,11 +13,11 @@ both, concurrently:
   ``model_name``/``context_window_max`` (same key, same §6.2 truncation).
 
 When the upstream answers 200 and the proxy holds the session, the session part of the
-upstream's answer (whatever it read from its own copy: usually nothing) is replaced by the
-one built here per contract §7.2: a system summary message when ``context`` is non-empty,
-then each message with ``user`` kept and every other role made ``assistant``. Anything
-else (no session, an upstream error, a session the proxy does not hold, a compressed or
-unexpected answer) is the upstream's answer unchanged.
+upstream's answer (whatever it read from its own copy: the last hand-over, or nothing) is
+replaced by the one built here per contract §7.2: a system summary message when
+``context`` is non-empty, then each message with ``user`` kept and every other role made
+``assistant``. Anything else (no session, an upstream error, a session the proxy does not
+hold, a compressed or unexpected answer) is the upstream's answer unchanged.
 
 Cost: a prompt naming a session costs one upstream round trip (as before) plus one session
 read here, run side by side, and a re-encoding of the message list. Prompt bodies are read
