@@ -36,8 +36,10 @@ from proxy import codec
 from proxy.codec.dialect import V0_14, Dialect
 from proxy.coherence import Coherence
 from proxy.engine import append, lookup
+from proxy.engine.answers import Answers
 from proxy.engine.cache import SessionCache, SessionTail
 from proxy.engine.plan import Plan, plan_put, plan_rewrite
+from proxy.engine.rawput import put_repeating, remember
 from proxy.engine.select import Selection, select
 from proxy.engine.writes import Writes
 from proxy.errors import Conflict, ForwardToUpstream, HttpError, InvalidRequest, detail_body
@@ -90,6 +92,7 @@ class Engine:
         self.dialect = dialect  # the fronted upstream's rules; replaced once it is known
         self.confirm_dialect: Callable[[], Awaitable[None]] | None = None  # see versions.py
         self._locks: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
+        self.answers = Answers(cache, coherence)  # warm GETs answered again (answers.py)
 
     def session_lock(self, logical: str) -> asyncio.Lock:
         lock = self._locks.get(logical)
@@ -111,6 +114,13 @@ class Engine:
     async def put(self, session_id: str, raw: bytes, content_type: str | None,
                   query: Mapping[str, str], query_string: str) -> Answer:
         now = self.now()
+        # Most PUTs resend the stored messages plus a few: proven from the raw bytes.
+        repeated = await put_repeating(self, session_id, raw, content_type, query, now)
+        if repeated is not None:
+            answer = Answer(200, repeated.body)
+            if repeated.generated_timestamp:
+                answer.headers[DEPRECATION[0]] = DEPRECATION[1]
+            return answer
         try:
             q = codec.parse_query(query, "put")
             body = codec.parse_put(raw, content_type, now)
@@ -125,6 +135,7 @@ class Engine:
             if planned is not None:
                 plan, tail, echo = planned
                 await self.writes.commit(plan, tail)
+                remember(self.cache, session_id, keys, plan)
         if planned is None:
             # Not for the fast path (an odd message, or the upstream would summarize):
             # outside the session lock, since storing the upstream's answer takes it.
@@ -202,7 +213,7 @@ class Engine:
             return None  # the upstream would summarize (or fail without an LLM)
         if plan.echo is not None or tail is None:
             return plan, tail, plan.echo or _array(b"", plan.write.messages)
-        head = await self._stored_head(tail, plan.prefix_count)
+        head = await self.stored_head(tail, plan.prefix_count)
         if head is None:
             # The session moved since it was cached: write this PUT whole instead.
             self.cache.drop(keys.logical)
@@ -210,7 +221,7 @@ class Engine:
             return plan, None, _array(b"", plan.write.messages)
         return plan, tail, _array(head, plan.write.messages)
 
-    async def _stored_head(self, tail: SessionTail, keep: int) -> bytes | None:
+    async def stored_head(self, tail: SessionTail, keep: int) -> bytes | None:
         """The first ``keep`` stored messages, comma-joined, caching the whole session
         for the next PUT; None when Redis no longer holds the version ``tail`` describes."""
         if keep == 0:
@@ -238,6 +249,11 @@ class Engine:
     # --- GET ---------------------------------------------------------------------------
 
     async def get(self, session_id: str, query: Mapping[str, str]) -> Answer:
+        key = self.answers.key(session_id, query)
+        known = self.answers.find(key, self.dialect)
+        if known is not None:
+            await verify_caller()
+            return Answer(200, known)
         try:
             q = codec.parse_query(query, "get")
         except codec.Unsupported:
@@ -255,7 +271,10 @@ class Engine:
         chosen = await select(self.store, entry, limit, codec.truncation_limit(q))
         if chosen is None:
             return not_found(session_id)  # the upstream's sort fails on mixed timestamps
-        return Answer(200, render_selection(session_id, entry.meta, q, chosen, self.dialect))
+        body = render_selection(session_id, entry.meta, q, chosen, self.dialect)
+        if entry.keys.logical == keys.logical:  # not one found by id: that may change
+            self.answers.keep(key, entry, limit, self.dialect, body)
+        return Answer(200, body)
 
     async def _tail_for_read(self, keys: SessionKeys, limit: int | None) -> SessionTail | None:
         entry = self.cache.get(keys.logical)

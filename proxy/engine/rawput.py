@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING
 from proxy import codec
 from proxy.codec import rawbody
 from proxy.codec.render import splice_messages
-from proxy.engine.cache import SessionCache, SessionTail
-from proxy.engine.plan import Plan, Proven, plan_proven, prove
+from proxy.engine.cache import SessionCache
+from proxy.engine.plan import Plan, plan_proven, prove
 from proxy.store.keys import SessionKeys, logical_key
 from proxy.upstream.credentials import verify_caller
 
@@ -82,24 +82,27 @@ async def put_repeating(engine: Engine, session_id: str, raw: bytes,
             return None
         if engine.dialect.would_summarize(plan.tokens_total, q):
             return None  # the upstream would summarize: Engine.put hands it over
-        head = await _stored_head(engine, entry, proof)
-        if head is None:
-            return None
+        # The echo's stored part, in canonical form: the body's own bytes when the recorded
+        # input was canonical, else the cached tail once the commit extended it (it then
+        # holds the whole echo), else read from Redis (once: it is cached for the next PUT).
+        head: bytes | memoryview | None = proof.head() if meta.input_canonical else None
+        whole = head is None and entry.start == 0 and (
+            entry.count + len(new) <= engine.cache.max_messages)  # never trimmed meanwhile
+        if head is None and not whole:
+            head = await engine.stored_head(entry, entry.count)
+            if head is None:
+                return None
         await engine.writes.commit(plan, entry)
         remember(engine.cache, session_id, keys, plan)
-    new_json = b",".join(plan.write.messages)
-    echo = [head, b",", new_json] if new_json else [head]
-    rendered = codec.render_put(session_id, body, b"[]", plan.tokens_total, q, engine.dialect)
-    return Repeated(splice_messages(rendered, echo), plan.generated_timestamp)
-
-
-async def _stored_head(engine: Engine, entry: SessionTail,
-                       proof: Proven) -> bytes | memoryview | None:
-    """The kept messages in canonical form, comma-joined: the body's own bytes when the
-    recorded input was canonical, else the cache's (read whole from Redis once)."""
-    if entry.meta.input_canonical:
-        return proof.head()
-    return await engine.stored_head(entry, entry.count)
+        rendered = codec.render_put(session_id, body, b"[]", plan.tokens_total, q,
+                                    engine.dialect)
+        if head is None:
+            with memoryview(entry.blob) as cached:  # released before the tail grows again
+                answer = splice_messages(rendered, [cached])
+        else:
+            new_json = b",".join(plan.write.messages)
+            answer = splice_messages(rendered, [head, b",", new_json] if new_json else [head])
+    return Repeated(answer, plan.generated_timestamp)
 
 
 def remember(cache: SessionCache, session_id: str, keys: SessionKeys, plan: Plan) -> None:

@@ -70,6 +70,8 @@ LEASE = web.RequestKey("body_lease", Lease)
 async def bounded(request: web.Request,
                   handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                   ) -> web.StreamResponse:
+    if not request.body_exists:  # nothing to hold (most reads): no lease to return
+        return await handler(request)
     lease = request[LEASE] = Lease(request.app[BUDGET])
     try:
         return await handler(request)

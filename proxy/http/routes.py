@@ -25,6 +25,9 @@ OWN = "/-"
 
 
 def respond(answer: Answer) -> web.Response:
+    if answer.content_type == "application/json":  # nearly always: no header parsing
+        return web.Response(status=answer.status, body=answer.body,
+                            headers=answer.headers or None, content_type="application/json")
     response = web.Response(status=answer.status, body=answer.body, headers=answer.headers)
     response.content_type = answer.content_type.split(";")[0]
     if "charset" in answer.content_type:
@@ -35,7 +38,8 @@ def respond(answer: Answer) -> web.Response:
 def _forward_encoded_slash(request: web.Request) -> None:
     """The upstream's router never matches an id holding %2F (404 Not Found); aiohttp's
     would, so such requests go to the upstream for its own answer."""
-    if "%2f" in request.raw_path.partition("?")[0].lower():
+    raw_path = request.raw_path
+    if "%" in raw_path and "%2f" in raw_path.partition("?")[0].lower():
         raise ForwardToUpstream("encoded slash in the session id")
 
 

@@ -45,14 +45,20 @@ def current_caller() -> Caller | None:
     return _caller.get()
 
 
-@contextmanager
-def acting_for(caller: Caller | None) -> Iterator[None]:
-    """Upstream calls inside the block (and tasks spawned in it) act for ``caller``."""
-    token = _caller.set(caller)
-    try:
-        yield
-    finally:
-        _caller.reset(token)
+class acting_for:  # noqa: N801 - a context manager used like a function
+    """Upstream calls inside the block (and tasks spawned in it) act for ``caller``.
+    A class, not a generator: it is entered on every request (the auth middleware)."""
+
+    __slots__ = ("caller", "token")
+
+    def __init__(self, caller: Caller | None) -> None:
+        self.caller = caller
+
+    def __enter__(self) -> None:
+        self.token = _caller.set(self.caller)
+
+    def __exit__(self, *exc: object) -> None:
+        _caller.reset(self.token)
 
 
 @contextmanager
