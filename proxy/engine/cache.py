@@ -157,8 +157,10 @@ class SessionCache:
                  metrics: Metrics | None = None) -> None:
         self.max_messages = max_messages
         self._lru = _Tails(max_bytes, metrics)
-        self._hit = metrics.cache_lookups.labels("hit") if metrics is not None else None
-        self._miss = metrics.cache_lookups.labels("miss") if metrics is not None else None
+        # Counted in plain ints on the hot path; handed to the metrics at each sample.
+        self.hits = self.misses = 0
+        if metrics is not None:
+            metrics.add_sampler(lambda: self._hand_over_lookups(metrics))
         self._pinned: dict[str, SessionTail] = {}
         # meta key -> logical key, for invalidations (bounded: evicted tails leave names)
         self._by_meta: LRUCache[str, str] = LRUCache(maxsize=1_000_000)
@@ -168,9 +170,16 @@ class SessionCache:
 
     def get(self, logical: str) -> SessionTail | None:
         entry = self._lookup(logical)
-        if self._hit is not None and self._miss is not None:
-            (self._miss if entry is None else self._hit).inc()
+        if entry is None:
+            self.misses += 1
+        else:
+            self.hits += 1
         return entry
+
+    def _hand_over_lookups(self, metrics: Metrics) -> None:
+        hits, misses, self.hits, self.misses = self.hits, self.misses, 0, 0
+        metrics.cache_lookups.labels("hit").inc(hits)
+        metrics.cache_lookups.labels("miss").inc(misses)
 
     def _lookup(self, logical: str) -> SessionTail | None:
         entry = self._pinned.get(logical)

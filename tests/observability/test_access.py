@@ -28,7 +28,9 @@ async def _recording_upstream(aiohttp_server: Any) -> tuple[TestServer, list[tup
 async def test_request_id_reaches_the_upstream_and_comes_back(
         aiohttp_server: Any, proxy_factory: ProxyFactory, redis_client: Any) -> None:
     server, seen = await _recording_upstream(aiohttp_server)
-    proxy = await proxy_factory(upstream_url=str(server.make_url("")))
+    # auth off: this upstream enforces nothing and answers 404 to everything.
+    proxy = await proxy_factory(upstream_url=str(server.make_url("")), auth_mode="off",
+                                upstream_sync=False)
     # Pass-through, the client's own id.
     resp = await proxy.get("/v1/long-term-memory/abc", headers={"X-Request-ID": "client-7"})
     assert resp.status == 404 and resp.headers["X-Request-ID"] == "client-7"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.observability.metrics import Metrics, package_version
@@ -50,3 +51,21 @@ def test_samplers_run_at_each_scrape() -> None:
     m = Metrics()
     m.add_sampler(lambda: m.cache_bytes.set(1234))
     assert _samples(m)[("amp_cache_bytes", ())] == 1234
+
+
+def test_requests_counted_in_bulk_match_one_observe_each() -> None:
+    bulk, one_by_one = Metrics(), Metrics()
+    durations = [0.0001, 0.0005, 0.0007, 0.003, 0.003, 0.2, 7.0, 31.0, 120.0]
+    for seconds in durations:
+        bulk.request_done("/r", "GET", 200, seconds)
+        one_by_one.http_requests.labels("/r", "GET", "200").inc()
+        one_by_one.http_request_duration.labels("/r", "GET").observe(seconds)
+    got, want = _samples(bulk), _samples(one_by_one)
+    histogram = {k: v for k, v in want.items() if k[0].startswith("amp_http_request")
+                 and not k[0].endswith("_created")}
+    assert len(histogram) == 1 + 2 + 16  # requests_total; sum, count; 15 bounds + Inf
+    for key, value in histogram.items():
+        assert got[key] == pytest.approx(value), key
+    # Handed over once: a second scrape does not count them again.
+    assert _samples(bulk)[("amp_http_requests_total",
+                           (("method", "GET"), ("route", "/r"), ("status", "200")))] == 9
