@@ -195,8 +195,10 @@ class Engine:
                                     user_id: str | None) -> None:
         """A new session here shadows any old upstream copy; delete that copy so it can
         never be imported over this one later."""
-        try:
-            await self.upstream.delete(session_id, namespace, user_id)
+        try:  # under the session's lock, as a DELETE's upstream delete: never interleaved
+            async with self.session_lock(logical_key(session_id, namespace, user_id)):
+                await lookup.delete_upstream_copy(self.upstream, self.dialect, session_id,
+                                                  namespace, user_id)
         except HttpError as exc:
             log.warning("could not delete upstream copy of %s: %s", session_id, exc.detail)
 
@@ -346,7 +348,8 @@ class Engine:
                 except Conflict:
                     pass
                 if self.sync is None:
-                    await self.upstream.delete(session_id, namespace, user_id)
+                    await lookup.delete_upstream_copy(self.upstream, self.dialect, session_id,
+                                                      namespace, user_id)
                 log.info("imported session %s (%d messages)", session_id, len(encoded))
         return await self._tail_for_read(keys, None)
 
@@ -410,18 +413,23 @@ class Engine:
         q = codec.parse_query(query, "delete")
         await verify_caller()
         keys = self.store.keys(logical_key(session_id, q.namespace, q.user_id))
-        namespace, user_id = q.namespace, q.user_id
+        namespace, user_id, held = q.namespace, q.user_id, True
         if (await self.rules()).lookup_by_id:
-            target = await lookup.delete_target(self.store, self.writes, session_id, q)
+            target = await lookup.delete_target(self, session_id, q)
             if target is None:
                 return Answer(200, b'{"status":"ok"}')  # several found by id: a no-op
-            keys, (session_id, namespace, user_id) = target
+            keys, (session_id, namespace, user_id), held = target
         async with self.session_lock(keys.logical):
             await self.writes.settle(keys.logical)
             if self.sync is not None:
                 await self.sync.deleting(keys)
-            # Upstream first: if it fails, nothing changed anywhere.
-            await self.upstream.delete(session_id, namespace, user_id)
+            # Upstream first: if it fails, nothing changed anywhere. Nothing held here:
+            # the upstream applies its own rule to what only it holds.
+            if held:
+                await lookup.delete_upstream_copy(self.upstream, self.dialect, session_id,
+                                                  namespace, user_id)
+            else:
+                await self.upstream.delete(session_id, namespace, user_id)
             self.cache.drop(keys.logical)
             await self._delete_stored(keys)
         return Answer(200, b'{"status":"ok"}')

@@ -1,16 +1,25 @@
-"""The lookup by id of agent-memory-server 0.15.2, for the engine's GET and DELETE: when a
-session's exact key is missing, the one session the upstream's search index would find
-(store/idindex.py holds that index, so a lookup costs one Redis command, not a scan)."""
+"""The lookup by id of agent-memory-server 0.15.2, for the engine: when a session's exact
+key is missing, the one session the upstream's search index would find (store/idindex.py
+holds that index, so a lookup costs one Redis command, not a scan); and, since the upstream
+itself looks up by id on a DELETE of a missing key, a delete of exactly one upstream key.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+import orjson
+
 from proxy import codec
 from proxy.codec.dialect import Dialect, imported_scope
-from proxy.engine.writes import Writes
-from proxy.errors import ForwardToUpstream
+from proxy.errors import ForwardToUpstream, UpstreamError
 from proxy.store.idindex import Found
 from proxy.store.keys import SessionKeys, logical_key
 from proxy.store.store import Store
+from proxy.upstream.sessions import UpstreamSessions
+
+if TYPE_CHECKING:
+    from proxy.engine.engine import Engine
 
 Scope = tuple[str, str | None, str | None]  # session_id, namespace, user_id
 
@@ -32,24 +41,39 @@ def imported(dialect: Dialect, doc: bytes, session_id: str, namespace: str | Non
     return codec.import_upstream_document(doc, scope)
 
 
-async def delete_target(store: Store, writes: Writes, session_id: str, q: codec.Query
-                        ) -> tuple[SessionKeys, Scope] | None:
+async def delete_target(engine: Engine, session_id: str, q: codec.Query
+                        ) -> tuple[SessionKeys, Scope, bool] | None:
     """What a DELETE deletes under 0.15.2's rules: the exact key when held here, else the
     one session found by id (with its own scope, for the upstream's copy too); None when
-    several are found (a no-op). With none found here, the upstream applies its own rule
-    to what only it holds (the exact scope is passed on)."""
+    several are found (a no-op). The flag says whether it is held here: when not, the
+    exact scope goes to the upstream, which applies its own rule to what only it holds."""
+    store = engine.store
     exact: Scope = (session_id, q.namespace, q.user_id)
     keys = store.keys(logical_key(*exact))
-    await writes.settle(keys.logical)
-    if await store.version(keys):
-        return keys, exact
+    await engine.writes.settle(keys.logical)
+    if engine.cache.get(keys.logical) is not None or await store.version(keys):
+        return keys, exact, True
     found = await store.ids.find(session_id, q.namespace, q.user_id)
     if found.ambiguous:
         return None
     if found.member is None or not await _still(store, found):
-        return keys, exact
+        return keys, exact, False
     namespace, user_id, stored_id = found.scope
-    return store.keys(found.logical), (stored_id, namespace, user_id)
+    return store.keys(found.logical), (stored_id, namespace, user_id), True
+
+
+async def delete_upstream_copy(upstream: UpstreamSessions, dialect: Dialect, session_id: str,
+                               namespace: str | None, user_id: str | None) -> None:
+    """Delete the upstream's document at exactly this key. Under 0.15.2 a DELETE of a
+    missing key deletes the one session it finds by id instead (some other session), so
+    the key is made to exist first: an empty PUT (no messages or memories, so nothing is
+    summarized or promoted), then the DELETE."""
+    if dialect.lookup_by_id:
+        body = orjson.dumps({"namespace": namespace, "user_id": user_id})
+        answer = await upstream.store_put(session_id, body, "application/json", "")
+        if answer.status != 200:
+            raise UpstreamError(f"upstream answered {answer.status} writing {session_id!r}")
+    await upstream.delete(session_id, namespace, user_id)
 
 
 async def _still(store: Store, found: Found) -> bool:

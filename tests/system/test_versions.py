@@ -6,6 +6,7 @@ explicit assertions say what each version answers, through ``dialect``."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
@@ -15,6 +16,7 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
 from proxy.codec.dialect import Dialect
+from proxy.localstack import Service
 from tests.differential import WM, Sides
 
 pytestmark = pytest.mark.v015
@@ -158,3 +160,33 @@ async def test_comma_tags_in_memories(sides: Sides, dialect: Dialect) -> None:
     await sides.same("POST", PROMPT, j({"query": "q", "session": {"session_id": "SIDE-m3"}}))
     await sides.same("DELETE", WM + "SIDE-m3")
 
+
+
+async def test_the_proxy_never_deletes_an_upstream_session_found_by_id(
+        sides: Sides, upstream_redis: Service) -> None:
+    """An upstream-only session "FB1" (written before the proxy, say) must survive the
+    proxy creating and deleting "fb1": those delete exactly their own upstream key, where
+    a bare DELETE of a missing key would make 0.15.2 delete the one session found by id."""
+    token = sides.tokens["proxy"]
+    legacy = f"{token.upper()}-FB1"
+    up = aioredis.Redis.from_url(upstream_redis.url)
+    try:
+        resp = await sides.direct.put(WM + legacy, data=put_body(f"{token}-x"),
+                                      headers={"Content-Type": "application/json"})
+        assert resp.status == 200
+        resp.release()
+        key = f"working_memory:{token}-x:{legacy}"
+        assert await up.exists(key)
+        await sides.one("proxy", "PUT", WM + "SIDE-fb1", put_body("SIDE-x"))  # a new session
+        await sides.one("proxy", "GET", WM + "SIDE-fb1?namespace=SIDE-x")
+        assert (await sides.one("proxy", "DELETE", WM + "SIDE-fb1?namespace=SIDE-x")
+                ).status == 200
+        for _ in range(40):  # the create's own clean-up runs behind the PUT's answer
+            if not await up.keys(f"working_memory:*{token}-fb1*"):
+                break
+            await asyncio.sleep(0.05)
+        assert await up.keys(f"working_memory:*{token}-fb1*") == []
+        assert await up.exists(key)
+    finally:
+        await up.delete(f"working_memory:{token}-x:{legacy}")
+        await up.aclose()
