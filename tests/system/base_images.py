@@ -50,8 +50,8 @@ def ensure_base_images(engine: Engine) -> list[str]:
                 continue
             version = PYTHON_IMAGES[name]
             stage = Path(tmp) / f"python{version}"
-            # cp, not shutil.copytree: the tree holds device nodes (/dev/zero would be read
-            # as a file, forever).
+            # cp -a, not shutil.copytree: the tree holds device nodes (copytree would read
+            # /dev/zero as a file, forever).
             subprocess.run(["cp", "-a", str(rootfs), str(stage)], check=True, timeout=300)
             _add_python(stage, find_prefix(version), version)
             _import(engine, stage, name, [f"ENV PYTHON_VERSION={version}", "ENV LANG=C.UTF-8",
@@ -65,7 +65,7 @@ def has_image(engine: Engine, name: str) -> bool:
 
 
 def find_prefix(version: str) -> Path:
-    """A relocatable CPython ``version`` install prefix: pyenv's, newest patch release first."""
+    """A relocatable CPython ``version`` install prefix: pyenv's newest patch release."""
     root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
     found = sorted(glob.glob(os.path.join(root, "versions", f"{version}.*", "bin",
                                           f"python{version}")),

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.system.base_images import ensure_base_images
 from tests.system.docker_engine import Engine, EngineUnavailable, start_engine
-from tests.system.wheelhouses import REPO, ensure_wheelhouses
+from tests.system.wheelhouses import REPO, prepare_builds
 
 # Figures worth reading after a run (build times, image size), printed in the summary.
 FIGURES: list[str] = []
@@ -40,14 +39,13 @@ def docker() -> Iterator[Engine]:
     except EngineUnavailable as exc:
         pytest.fail(f"no Docker engine: {exc}", pytrace=False)
     try:
-        made = ensure_base_images(engine)
-        ensure_wheelhouses()
+        made = prepare_builds(engine)
     except EngineUnavailable as exc:
         engine.stop()
         pytest.fail(f"cannot prepare image builds: {exc}", pytrace=False)
-    figure(f"engine ready in {time.monotonic() - started:.1f} s"
-           + (f" (started here; stand-ins made for {', '.join(made)})" if made else "")
-           + ("" if engine.daemon else " (already running)"))
+    figure(f"engine ready in {time.monotonic() - started:.1f} s: "
+           + ("started here" if engine.daemon else "already running")
+           + (f"; stand-ins made for {', '.join(made)}" if made else ""))
     try:
         yield engine
     finally:

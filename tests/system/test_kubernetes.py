@@ -9,8 +9,10 @@ No cluster runs here; these are schema and consistency checks.
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import subprocess
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -128,3 +130,27 @@ def test_grace_period_covers_the_drain_and_the_flush(rendered: list[dict[str, An
     # The app stops first (its preStop, then up to 10 s), then the sidecar drains and flushes.
     budget = pre_stop + 10 + settings.drain_seconds + settings.shutdown_timeout
     assert pod["terminationGracePeriodSeconds"] >= budget + 5
+
+
+def test_the_readme_overlay_renders(tmp_path: Path) -> None:
+    """deploy/README.md's example overlay: namespace and both images replaced."""
+    readme = (REPO / "deploy" / "README.md").read_text().splitlines()
+    start = readme.index("       # deploy/overlays/prod/kustomization.yaml") + 1
+    end = readme.index("", start)
+    overlay = yaml.safe_load(textwrap.dedent("\n".join(readme[start:end])))
+    assert overlay["resources"] == ["../../kubernetes"]
+    overlay["resources"] = [os.path.relpath(BASE, tmp_path)]
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(overlay))
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:  # without kustomize: the names it would replace are the base's
+        base_images = {i["newName"] if "newName" in i else i["name"]
+                       for i in yaml.safe_load((BASE / "kustomization.yaml").read_text())["images"]}
+        assert {i["name"] for i in overlay["images"]} == base_images
+        return
+    out = subprocess.run([kubectl, "kustomize", str(tmp_path)], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    docs = [doc for doc in yaml.safe_load_all(out) if doc]
+    assert {d["metadata"]["namespace"] for d in docs} == {"agents"}
+    pod = _one(docs, "Deployment", "example-app")["spec"]["template"]["spec"]
+    assert pod["initContainers"][0]["image"] == "registry.example.com/agent-memory-proxy:0.1.0"
+    assert pod["containers"][0]["image"] == "registry.example.com/my-agent:2.3.0"

@@ -17,12 +17,13 @@ import subprocess
 import sys
 import tempfile
 import tomllib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from proxy.localstack import cache_root
-from tests.system.base_images import find_prefix
-from tests.system.docker_engine import EngineUnavailable
+from tests.system.base_images import ensure_base_images, find_prefix
+from tests.system.docker_engine import Engine, EngineUnavailable
 
 REPO = Path(__file__).resolve().parents[2]
 # The same pins as deploy/images/upstream/Dockerfile and deploy/images/redis-stack/Dockerfile.
@@ -68,6 +69,16 @@ def all_wheelhouses() -> list[Wheelhouse]:
                    tuple(("download", "--no-deps", "--only-binary=:all:", *args)
                          for args in REDIS_STACK_DOWNLOADS)),
     ]
+
+
+def prepare_builds(engine: Engine) -> list[str]:
+    """Everything the image builds need here: stand-in base images (returns those it made)
+    and wheelhouses, made side by side (one is mostly apt and tar, the other pip)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        wheels = pool.submit(ensure_wheelhouses)
+        made = ensure_base_images(engine)
+        wheels.result()
+    return made
 
 
 def ensure_wheelhouses() -> None:
