@@ -4,11 +4,13 @@ package registries."""
 
 from proxy.localstack.install import (
     DEFAULT_VERSION,
+    RUN_VERSION,
     SUPPORTED_VERSIONS,
     Stack,
     StackUnavailable,
     cache_root,
     ensure_stack,
+    run_version,
     upstream_version,
 )
 from proxy.localstack.processes import (
@@ -23,7 +25,8 @@ from proxy.localstack.processes import (
 )
 
 __all__ = [
-    "DEFAULT_VERSION", "SUPPORTED_VERSIONS", "ProcessGroup", "Service", "Stack",
+    "DEFAULT_VERSION", "RUN_VERSION", "SUPPORTED_VERSIONS", "ProcessGroup", "Service", "Stack",
     "StackUnavailable", "add_token", "cache_root", "ensure_stack", "free_port",
-    "reported_version", "run_upstream_cli", "start_redis", "start_upstream", "upstream_version",
+    "reported_version", "run_upstream_cli", "run_version", "start_redis", "start_upstream",
+    "upstream_version",
 ]

@@ -31,7 +31,10 @@ from pathlib import Path
 log = logging.getLogger("proxy.localstack")
 
 VERSION_ENV = "AMP_UPSTREAM_VERSION"
+# The tests' and benchmarks' default (test_versions_parity runs the differential suites
+# against the other versions too); ``make run`` starts the newest, RUN_VERSION.
 DEFAULT_VERSION = "0.14.0"
+RUN_VERSION = "0.15.2"
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,12 @@ def cache_root(environ: Mapping[str, str]) -> Path:
 def upstream_version(environ: Mapping[str, str]) -> str:
     """The upstream version asked for by ``$AMP_UPSTREAM_VERSION``, else the default."""
     return environ.get(VERSION_ENV) or DEFAULT_VERSION
+
+
+def run_version(environ: Mapping[str, str]) -> str:
+    """The version ``agent-memory-proxy up`` runs: ``$AMP_UPSTREAM_VERSION``, else the
+    newest supported."""
+    return environ.get(VERSION_ENV) or RUN_VERSION
 
 
 def find_python312(environ: Mapping[str, str]) -> str | None:

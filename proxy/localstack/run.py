@@ -1,5 +1,6 @@
 """``agent-memory-proxy up``: the whole local stack in one command, stopped by Ctrl-C.
-The upstream version is ``$AMP_UPSTREAM_VERSION`` (default ``DEFAULT_VERSION``)."""
+The upstream version is ``$AMP_UPSTREAM_VERSION``, else the newest supported
+(``RUN_VERSION``); the proxy learns it from the upstream, as in front of any server."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import logging
 import os
 
 from proxy.config import Settings
-from proxy.localstack.install import StackUnavailable, cache_root, ensure_stack
+from proxy.localstack.install import StackUnavailable, cache_root, ensure_stack, run_version
 from proxy.localstack.processes import ProcessGroup, start_redis, start_upstream
 
 log = logging.getLogger("proxy.localstack")
@@ -16,7 +17,7 @@ log = logging.getLogger("proxy.localstack")
 
 def run_local_stack(settings: Settings) -> int:
     try:
-        stack = ensure_stack(cache_root(os.environ))
+        stack = ensure_stack(cache_root(os.environ), version=run_version(os.environ))
     except StackUnavailable as exc:
         log.error("%s", exc)
         return 1

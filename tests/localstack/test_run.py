@@ -15,7 +15,7 @@ from typing import IO
 
 import pytest
 
-from proxy.localstack import Stack, free_port, upstream_version
+from proxy.localstack import RUN_VERSION, Stack, free_port, run_version
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -46,6 +46,11 @@ def refused(url: str) -> bool:
     return False
 
 
+def test_up_runs_the_newest_version_unless_the_environment_names_one() -> None:
+    assert run_version({}) == RUN_VERSION == "0.15.2"
+    assert run_version({"AMP_UPSTREAM_VERSION": "0.14.0"}) == "0.14.0"
+
+
 def test_up_runs_the_stack_until_ctrl_c(stack: Stack) -> None:
     port = free_port()
     proc = subprocess.Popen(
@@ -56,7 +61,7 @@ def test_up_runs_the_stack_until_ctrl_c(stack: Stack) -> None:
         assert proc.stdout is not None
         lines = read_until(proc.stdout, "Ctrl-C stops everything.", 150)
         text = "\n".join(lines)
-        version = upstream_version(os.environ)
+        version = run_version(os.environ)
         found = re.search(rf"upstream agent-memory-server {re.escape(version)}: (\S+)", text)
         assert found, text
         upstream = found.group(1)
