@@ -85,7 +85,8 @@ def validate_memory(raw: object, now: datetime) -> dict[str, Any]:
     strategy, config = get("extraction_strategy", "discrete"), get("extraction_strategy_config", {})
     if type(strategy) is not str or type(config) is not dict:
         raise Unsupported("memory extraction strategy not plain")
-    jsonsafe.check_value(config)
+    # document -> memories -> memory -> config
+    jsonsafe.check_value(config, jsonsafe.STORED_DEPTH - 3)
     out["extraction_strategy"], out["extraction_strategy_config"] = strategy, config
     return out
 

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from proxy.codec import jsonsafe, memories, timestamps
-from proxy.codec.jsonsafe import I64_MAX, I64_MIN, MISSING, optional_str
+from proxy.codec.jsonsafe import I64_MAX, I64_MIN, MISSING, STORED_DEPTH, optional_str
 from proxy.errors import Unsupported
 
 _JSON_TYPE = re.compile(r"application/(?:json|[a-z0-9!#$&^_.-]+\+json)")
@@ -58,7 +58,7 @@ def _strategy(value: object) -> dict[str, Any]:
     strategy, config = value.get("strategy", "discrete"), value.get("config", {})
     if strategy not in _STRATEGIES or type(config) is not dict:
         raise Unsupported("long_term_memory_strategy not plain")
-    jsonsafe.check_value(config)
+    jsonsafe.check_value(config, STORED_DEPTH - 2)  # document -> strategy -> config
     return {"strategy": strategy, "config": config}
 
 
@@ -69,7 +69,7 @@ def _data(value: object) -> dict[str, Any] | None:
         raise Unsupported("data is not an object")
     if any(v is None for v in value.values()):
         raise Unsupported("top-level null in data")  # a 422 in 0.14.0
-    jsonsafe.check_value(value)
+    jsonsafe.check_value(value, STORED_DEPTH - 1)  # document -> data
     return value
 
 

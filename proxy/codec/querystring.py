@@ -59,7 +59,8 @@ MODEL_WINDOWS: dict[str, int] = {
 # ``char::is_whitespace``) is ignored, single "_" may separate digits, and a fraction of
 # zeros is allowed. Big values are fine: window.py repeats the upstream's own int and
 # float expressions. Bounded below float overflow (1e308), where the upstream fails.
-_LAX_INT = re.compile(r"[+-]?[0-9](?:_?[0-9]){0,299}(?:\.0+)?")
+_LAX_INT = re.compile(r"[+-]?[0-9](?:_?[0-9])*(?:\.0+)?")
+MAX_DIGITS = 4300  # pydantic's int_parsing_size (and Python's int(str) limit)
 _WHITESPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005" \
     "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 
@@ -102,7 +103,10 @@ def lax_int(text: str) -> int:
     text = text.strip(_WHITESPACE)
     if _LAX_INT.fullmatch(text) is None:
         raise Unsupported(f"not a plain integer: {text!r}")
-    return int(text.split(".", 1)[0])
+    whole = text.split(".", 1)[0]
+    if len(whole) - whole.count("_") - (whole[0] in "+-") > MAX_DIGITS:
+        raise Unsupported("more digits than pydantic parses")
+    return int(whole)
 
 
 def _last(query: Mapping[str, str] | MultiMapping, name: str) -> str | None:

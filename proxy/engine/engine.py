@@ -24,9 +24,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Protocol
+from functools import partial
+from typing import ParamSpec, Protocol, TypeVar
 from weakref import WeakValueDictionary
 
 import orjson
@@ -50,6 +52,26 @@ from proxy.upstream.credentials import verify_caller
 from proxy.upstream.sessions import UpstreamSessions
 
 log = logging.getLogger("proxy.engine.engine")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+# PUT bodies past this are parsed, planned and rendered in a worker thread: for 50 MB that
+# is seconds of token counting and hashing (which release the GIL) that would stall
+# every other request on the event loop.
+OFFLOAD_BYTES = 1 << 20
+
+
+# One thread: big bodies queue behind each other rather than share two cores, and their
+# allocations stay in one malloc arena (each thread's arena keeps its peak).
+_BIG_BODIES = ThreadPoolExecutor(1, thread_name_prefix="big-body")
+
+
+async def off_loop(size: int, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    if size > OFFLOAD_BYTES:
+        return await asyncio.get_running_loop().run_in_executor(
+            _BIG_BODIES, partial(fn, *args, **kwargs))
+    return fn(*args, **kwargs)
+
 
 # The upstream's headers a handed-off PUT passes on (a refusal's challenge included).
 KEPT_HEADERS = ("x-deprecation-warning", "www-authenticate")
@@ -123,7 +145,7 @@ class Engine:
             return answer
         try:
             q = codec.parse_query(query, "put")
-            body = codec.parse_put(raw, content_type, now)
+            body = await off_loop(len(raw), codec.parse_put, raw, content_type, now)
         except codec.Unsupported:
             return await self._put_upstream(session_id, raw, content_type, query_string)
         if not self.dialect.readable(body.doc):  # 0.15.2 takes such memories client-shaped
@@ -131,7 +153,7 @@ class Engine:
         await verify_caller()  # the fast path answers: only a client the upstream accepts
         keys = self.store.keys(logical_key(session_id, body.namespace, body.user_id))
         async with self.session_lock(keys.logical):
-            planned = await self._plan(keys, session_id, body, q, now)
+            planned = await self._plan(keys, session_id, body, q, now, len(raw))
             if planned is not None:
                 plan, tail, echo = planned
                 await self.writes.commit(plan, tail)
@@ -140,8 +162,8 @@ class Engine:
             # Not for the fast path (an odd message, or the upstream would summarize):
             # outside the session lock, since storing the upstream's answer takes it.
             return await self._put_upstream(session_id, raw, content_type, query_string)
-        answer = Answer(200, codec.render_put(session_id, body, echo, plan.tokens_total, q,
-                                             self.dialect))
+        answer = Answer(200, await off_loop(len(raw), codec.render_put, session_id, body, echo,
+                                            plan.tokens_total, q, self.dialect))
         if plan.generated_timestamp:
             answer.headers[DEPRECATION[0]] = DEPRECATION[1]
         if tail is None and self.sync is None:
@@ -203,12 +225,12 @@ class Engine:
             log.warning("could not delete upstream copy of %s: %s", session_id, exc.detail)
 
     async def _plan(self, keys: SessionKeys, session_id: str, body: codec.PutBody,
-                    q: codec.Query, now: datetime
+                    q: codec.Query, now: datetime, size: int = 0
                     ) -> tuple[Plan, SessionTail | None, bytes] | None:
         """Plan the PUT and build its echo; None when it must go to the upstream."""
         tail = await self.tail_for_write(keys)
         try:
-            plan = plan_put(keys, session_id, body, tail, now)
+            plan = await off_loop(size, plan_put, keys, session_id, body, tail, now)
         except codec.Unsupported:
             return None
         if body.messages and self.dialect.would_summarize(plan.tokens_total, q):

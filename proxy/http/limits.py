@@ -8,7 +8,8 @@ everyone else.
   body is read. A lone body always fits (``max_body_bytes`` bounds its size).
 * Slow bodies: a client has ``body_read_timeout`` seconds to send its whole body (408).
   Pass-through bodies up to ``BUFFERED_PASS_THROUGH`` are read before an upstream
-  connection is taken, so slow clients do not hold the upstream's connections.
+  connection is taken, so slow clients do not hold the upstream's connections; bigger
+  ones stream, cut at the same deadline.
 * A client that hangs up mid-body is a client disconnect (INFO), not a server error.
 * Malformed HTTP: aiohttp logs the parser's error with a traceback; one line is enough.
 """
@@ -111,15 +112,37 @@ async def read_body(request: web.Request) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def pass_through_body(request: web.Request) -> bytes | None:
-    """A small pass-through body read whole (so a slow client holds no upstream
-    connection while it sends), or None to stream it."""
+async def pass_through_body(request: web.Request) -> bytes | AsyncIterator[bytes]:
+    """A small pass-through body read whole (so that a slow client holds no upstream
+    connection while it sends), or a big one's chunks within ``body_read_timeout``."""
     if not request.body_exists:
         return b""
     declared = request.content_length
     if declared is None or declared > BUFFERED_PASS_THROUGH:
-        return None
+        return _timed_chunks(request, request.app[SETTINGS].body_read_timeout)
     return await read_body(request)
+
+
+async def _timed_chunks(request: web.Request, timeout: float) -> AsyncIterator[bytes]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    sent = 0
+    while True:
+        try:
+            chunk = await asyncio.wait_for(request.content.readany(),
+                                           max(0.0, deadline - loop.time()))
+        except TimeoutError:
+            raise BodyTimeout(f"request body not received within {timeout:g} s") from None
+        except (ConnectionResetError, http_exceptions.HttpProcessingError) as exc:
+            raise ClientDisconnected(f"client disconnected after {sent} body bytes "
+                                     f"({exc.__class__.__name__})") from None
+        if not chunk:
+            break
+        sent += len(chunk)
+        yield chunk
+    if request.content_length is not None and sent < request.content_length:
+        raise ClientDisconnected(f"client disconnected after {sent} of "
+                                 f"{request.content_length} body bytes")
 
 
 class MalformedRequestFilter(logging.Filter):
@@ -129,7 +152,8 @@ class MalformedRequestFilter(logging.Filter):
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, http_exceptions.HttpProcessingError):
             peer = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
-            record.msg, record.args = "malformed request from %s: %s", (peer, exc.message)
+            detail = " ".join(str(exc.message).split())  # the parser's message spans lines
+            record.msg, record.args = "malformed request from %s: %s", (peer, detail)
             record.levelno, record.levelname = logging.INFO, "INFO"
             record.exc_info = record.exc_text = None
         return True

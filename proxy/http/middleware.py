@@ -22,20 +22,32 @@ def error_response(status: int, detail: str,
                         content_type="application/json", headers=headers)
 
 
+def _client_gone(request: web.Request) -> bool:
+    return request.transport is None or request.transport.is_closing()
+
+
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except ClientDisconnected as exc:
-        log.info("%s %s: %s", request.method, request.path, exc)
-        raise asyncio.CancelledError from None  # nobody is left to answer
     except HttpError as exc:
+        if isinstance(exc, ClientDisconnected) or _client_gone(request):
+            # Nobody is left to answer (a Redis call cut short by the hang-up included).
+            log.info("%s %s: client disconnected (%s)", request.method, request.path,
+                     exc.detail)
+            raise asyncio.CancelledError from None
         level = logging.ERROR if exc.status == 503 and exc.__cause__ else logging.WARNING
         if isinstance(exc, Refused):
             level = logging.INFO  # the upstream's own refusal: routine, and clients repeat it
         log.log(level, "%s %s -> %d: %s", request.method, request.path, exc.status, exc.detail)
         return web.Response(status=exc.status, body=exc.body(),
                             content_type="application/json", headers=exc.headers())
+    except web.HTTPNotFound:
+        if request.raw_path.startswith("/"):
+            raise
+        # An absolute-form target without a path (``GET http://host``) matches no route,
+        # not even the catch-all: the upstream answers it, for "/".
+        return await request.app[UPSTREAM].forward(request)
     except UseUpstream:
         # Only bodiless requests get here (reads, deletes): the body is unread and can
         # still be streamed on.

@@ -29,7 +29,7 @@ from aiohttp import hdrs, web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from proxy.errors import Overloaded, UpstreamError, UpstreamTimeout
+from proxy.errors import HttpError, Overloaded, UpstreamError, UpstreamTimeout
 from proxy.observability import context
 from proxy.observability.metrics import Metrics
 
@@ -177,10 +177,10 @@ class Upstream:
             self._slots.release()
 
     async def forward(self, request: web.Request,
-                      body: bytes | None = None) -> web.StreamResponse:
+                      body: bytes | AsyncIterator[bytes] | None = None) -> web.StreamResponse:
         """Send the request on as it came and stream the answer back; ``body``, when
-        given, is the request's body already read (else it is streamed)."""
-        data: bytes | AsyncIterator[bytes] | None = body or None
+        given, is the request's body already read, or its chunks (else it is streamed)."""
+        data = body or None
         if body is None and request.body_exists:
             data = _body_chunks(request)
         self.metrics.upstream_requests.labels("pass_through").inc()
@@ -207,6 +207,8 @@ class Upstream:
             if isinstance(exc, aiohttp.ServerTimeoutError):
                 self._failed("pass_through", "timeout")
                 raise UpstreamTimeout("upstream timed out") from exc
+            if isinstance(exc.__cause__, HttpError):  # the body's own end (a read timeout)
+                raise exc.__cause__ from None
             if request.transport is None or request.transport.is_closing():
                 # The client went away mid-body; there is nobody to answer.
                 raise asyncio.CancelledError from exc

@@ -21,6 +21,7 @@ none is (see credentials.py).
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import uuid
 from urllib.parse import quote, urlencode
@@ -61,7 +62,9 @@ class UpstreamSessions:
         headers = self.credentials.headers()
         if content_type:
             headers["Content-Type"] = content_type
-        return await self.upstream.call(method, path, body, headers)
+        # A file-like body is sent in chunks (aiohttp warns about big bytes bodies).
+        data = io.BytesIO(body) if body is not None and len(body) > 1 << 20 else body
+        return await self.upstream.call(method, path, data, headers)
 
     async def store_put(self, session_id: str, body: bytes, content_type: str | None,
                         query_string: str) -> UpstreamAnswer:
