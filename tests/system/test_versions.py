@@ -190,3 +190,12 @@ async def test_the_proxy_never_deletes_an_upstream_session_found_by_id(
     finally:
         await up.delete(f"working_memory:{token}-x:{legacy}")
         await up.aclose()
+
+
+async def test_list_filters_fold_case_in_ascii_only(sides: Sides) -> None:
+    await sides.same("PUT", WM + "SIDE-l1", put_body("SIDE-café"))
+    await sides.same("PUT", WM + "SIDE-l2", put_body("SIDE-Stra\u00dfe"))
+    for query in ("namespace=SIDE-CAF%C3%89", "namespace=SIDE-caf%C3%A9",
+                  "namespace=EDIS-CAF%C3%A9", "namespace=SIDE-stra%C3%9Fe",
+                  "namespace=SIDE-STRASSE"):
+        await sides.same("GET", WM + "?" + query)
