@@ -103,6 +103,8 @@ class AuthGuard:
         self._secret = os.urandom(32)
         self._detector: asyncio.Task[None] | None = None
         self._last_detect = -REDETECT_GAP
+        self._hits = self.metrics.auth_cache_lookups.labels("hit")
+        self._misses = self.metrics.auth_cache_lookups.labels("miss")
         self.metrics.add_sampler(lambda: self.metrics.auth_cache_entries.set(
             len(self._verdicts)))
 
@@ -131,9 +133,10 @@ class AuthGuard:
     async def verdict(self, authorization: tuple[str, ...]) -> Verdict:
         key = self._key(authorization)
         cached = self._verdicts.get(key)
-        self.metrics.auth_cache_lookups.labels("miss" if cached is None else "hit").inc()
         if cached is not None:
+            self._hits.inc()
             return cached
+        self._misses.inc()
         task = self._inflight.get(key)
         if task is None:
             task = spawn(self._judge(key, authorization), name="auth-check")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 from collections.abc import AsyncIterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -227,3 +228,21 @@ async def test_an_accepted_jwt_is_trusted_until_its_exp_at_most(
     await guard.check(expired)
     await guard.check(expired)
     assert len(behaviour.probes) == 4
+
+
+async def test_start_up_names_the_missing_service_token(make_guard: Any,
+                                                        caplog: pytest.LogCaptureFixture
+                                                        ) -> None:
+    caplog.set_level(logging.INFO, logger="proxy.auth")
+    guard = make_guard()
+    await guard.start()
+    await guard.close()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("upstream_service_token is not set (AMP_UPSTREAM_SERVICE_TOKEN)" in w
+               for w in warnings)
+    caplog.clear()
+    refused = make_guard(upstream_service_token="not-it")
+    await refused.start()
+    await refused.close()
+    assert any("refuses upstream_service_token" in r.getMessage()
+               for r in caplog.records if r.levelno == logging.ERROR)

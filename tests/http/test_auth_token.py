@@ -16,7 +16,9 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
 from proxy.app import create_app
-from proxy.http.appkeys import METRICS
+from proxy.errors import ServiceCredentialMissing
+from proxy.http.appkeys import ENGINE, METRICS
+from proxy.upstream.credentials import acting_as_proxy
 from tests.conftest import make_settings
 from tests.http.authmatrix import SEED, WM, Route, Sides, message, mismatches, run_matrix
 from tests.http.conftest import AuthStack, bearer
@@ -155,3 +157,16 @@ async def test_verdicts_are_cached(token_stack: AuthStack, proxy_for: ProxyFor) 
     print(f"\nauth check: 8 concurrent first requests {first * 1000:.0f} ms (one check), "
           f"then {warm * 1000:.2f} ms per request from the verdict cache")
     assert warm < first / 10
+
+
+async def test_the_proxys_own_calls_carry_the_service_token(
+        token_stack: AuthStack, proxy_for: ProxyFor) -> None:
+    """``acting_as_proxy()`` (for work no client asked for, as the upstream sync) sends
+    ``upstream_service_token``; without one the call is refused before it is made."""
+    with_token = await proxy_for(token_stack, upstream_service_token=token_stack.valid)
+    sessions = with_token.app[ENGINE].upstream
+    with acting_as_proxy():
+        assert await sessions.fetch("service-probe", None, None) is None  # 404, not 401
+    without = await proxy_for(token_stack)
+    with acting_as_proxy(), pytest.raises(ServiceCredentialMissing):
+        await without.app[ENGINE].upstream.fetch("service-probe", None, None)

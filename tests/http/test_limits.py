@@ -23,8 +23,9 @@ from tests.conftest import ProxyFactory, make_settings
 WM = "/v1/working-memory/"
 
 
-async def raw_request(port: int, head: str, body: bytes = b"") -> tuple[
+async def raw_request(port: int | None, head: str, body: bytes = b"") -> tuple[
         asyncio.StreamReader, asyncio.StreamWriter]:
+    assert port is not None
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
     await writer.drain()
