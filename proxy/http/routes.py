@@ -22,6 +22,7 @@ from proxy.http.prompt import memory_prompt
 
 WM = "/v1/working-memory"
 OWN = "/-"
+SLICE = 1 << 20
 
 
 def respond(answer: Answer) -> web.Response:
@@ -32,6 +33,22 @@ def respond(answer: Answer) -> web.Response:
     response.content_type = answer.content_type.split(";")[0]
     if "charset" in answer.content_type:
         response.charset = answer.content_type.split("charset=")[-1]
+    return response
+
+
+async def send(request: web.Request, answer: Answer) -> web.StreamResponse:
+    """``respond``, but an answer past ``SLICE`` (a whole big session) is written in
+    slices: one write of 50 MB copies it whole, twice, in one turn of the event loop."""
+    if len(answer.body) <= SLICE:
+        return respond(answer)
+    shaped = respond(Answer(answer.status, b"", answer.headers, answer.content_type))
+    response = web.StreamResponse(status=answer.status, headers=shaped.headers)
+    response.content_length = len(answer.body)
+    await response.prepare(request)
+    with memoryview(answer.body) as body:
+        for start in range(0, len(body), SLICE):
+            await response.write(body[start:start + SLICE])
+    await response.write_eof()
     return response
 
 
@@ -49,8 +66,8 @@ async def list_sessions(request: web.Request) -> web.StreamResponse:
 
 async def get_session(request: web.Request) -> web.StreamResponse:
     _forward_encoded_slash(request)
-    return respond(await request.app[ENGINE].get(request.match_info["session_id"],
-                                                 request.query))
+    return await send(request, await request.app[ENGINE].get(request.match_info["session_id"],
+                                                             request.query))
 
 
 async def put_session(request: web.Request) -> web.StreamResponse:
@@ -60,7 +77,7 @@ async def put_session(request: web.Request) -> web.StreamResponse:
     answer = await request.app[ENGINE].put(
         request.match_info["session_id"], raw, request.headers.get("Content-Type"),
         request.query, request.rel_url.raw_query_string)
-    return respond(answer)
+    return await send(request, answer)
 
 
 async def delete_session(request: web.Request) -> web.StreamResponse:

@@ -5,6 +5,7 @@ Big bodies and slow clients: test_security_load.py."""
 from __future__ import annotations
 
 import asyncio
+from io import BytesIO
 from typing import Any
 
 import aiohttp
@@ -117,3 +118,26 @@ async def test_absolute_form_targets_reach_only_the_configured_upstream(
     assert got[0] == want[0] and got[0] < 500
     if b'"now"' not in want[1]:  # the health route tells the time
         assert got[1] == want[1]
+
+
+async def test_big_sessions_answer_as_the_upstream(sides: Sides) -> None:
+    """Past 1 MiB a PUT is parsed in a worker thread and answers are written in slices:
+    the bytes are the upstream's all the same."""
+    text = "word " * 1000
+    body = {"messages": [{"role": "user", "content": f"{i} {text}", "id": f"b{i}",
+                          "created_at": "2025-01-01T00:00:00Z"} for i in range(600)]}
+    path = WM + "SIDE-big?context_window_max=100000000"
+    answers: dict[str, list[tuple[int, str | None, bytes]]] = {}
+    for side in ("direct", "proxy"):
+        client: Any = sides.direct if side == "direct" else sides.proxy
+        url = sides.fill(side, path)
+        raw = sides.fill(side, orjson.dumps(body).decode()).encode()
+        answers[side] = []
+        for method, data in (("PUT", BytesIO(raw)), ("GET", None)):  # big bodies: a file
+            async with client.request(method, url, data=data, headers={
+                    "Content-Type": "application/json"}) as resp:
+                answers[side].append((resp.status, resp.headers.get("Content-Type"),
+                                      sides.normalize(side, await resp.read())))
+    assert answers["proxy"] == answers["direct"]
+    assert [a[0] for a in answers["proxy"]] == [200, 200]
+    assert all(len(a[2]) > 3_000_000 for a in answers["proxy"])
