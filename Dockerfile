@@ -39,8 +39,9 @@ COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 USER 10001:10001
 EXPOSE 8090
-# dumb-init forwards SIGTERM to the proxy, which drains and flushes its writes before exiting.
+# dumb-init forwards SIGTERM to the proxy alone (--single-child): with several workers, the
+# parent passes it on to each, and each drains and flushes its writes before exiting.
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/-/healthz' % os.environ.get('AMP_PORT', '8090'), timeout=2)"]
-ENTRYPOINT ["dumb-init", "--", "agent-memory-proxy", "serve", "--host", "0.0.0.0"]
+ENTRYPOINT ["dumb-init", "--single-child", "--", "agent-memory-proxy", "serve", "--host", "0.0.0.0"]

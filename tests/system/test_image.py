@@ -8,6 +8,7 @@ with a read-only root file system, as the Kubernetes manifests run it.
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -57,8 +58,8 @@ def container(docker: Engine, image: str, upstream: Service, proxy_redis: Servic
     ).stdout.strip()
     running = Container(cid, f"http://127.0.0.1:{port}")
     try:
-        wait_until(lambda: get(running.url + "/-/healthz")[0] == 200, 30,
-                    lambda: docker.run("logs", cid, check=False).stderr[-2000:])
+        wait_until(lambda: _started(docker, cid) and get(running.url + "/-/healthz")[0] == 200,
+                   60, lambda: docker.run("logs", cid, check=False).stderr[-2000:])
         yield running
     finally:
         docker.run("rm", "--force", cid, check=False)
@@ -67,7 +68,7 @@ def container(docker: Engine, image: str, upstream: Service, proxy_redis: Servic
 def test_image_is_small_runs_as_non_root_and_carries_its_init(docker: Engine, image: str) -> None:
     config = _inspect(docker, image)["Config"]
     assert config["User"] == "10001:10001"
-    assert config["Entrypoint"][:2] == ["dumb-init", "--"]
+    assert config["Entrypoint"][:3] == ["dumb-init", "--single-child", "--"]
     assert "/-/healthz" in " ".join(config["Healthcheck"]["Test"])
     probe = docker.run(
         "run", "--rm", "--network", "none", "--entrypoint", "sh", image, "-c",
@@ -109,6 +110,14 @@ def test_sigterm_stops_it_cleanly_and_quickly(docker: Engine, container: Contain
            f"(AMP_DRAIN_SECONDS={DRAIN_SECONDS})")
     assert state["ExitCode"] == 0, docker.run("logs", container.id).stderr[-2000:]
     assert elapsed < DRAIN_SECONDS + 5
+
+
+def _started(docker: Engine, cid: str) -> bool:
+    """Every worker is listening (the first answers /-/healthz while others still start)."""
+    result = docker.run("logs", cid, check=False)
+    logs = result.stdout + result.stderr
+    group = re.search(r"(\d+) workers on http", logs)
+    return logs.count("listening on http") >= (int(group.group(1)) if group else 1)
 
 
 def _inspect(docker: Engine, name: str) -> dict[str, Any]:
