@@ -155,7 +155,6 @@ def create_app(settings: Settings) -> web.Application:
     for ctx in (_upstream_ctx, auth.auth_ctx, limits.limits_ctx, _redis_ctx, _coherence_ctx,
                 _engine_ctx, _versions_ctx, _sync_ctx, ops.sampler_ctx):
         app.cleanup_ctx.append(ctx)
-    app.on_response_prepare.append(access.add_request_id_header)
     ops.add_routes(app.router)  # before the API's catch-all
     routes.add_routes(app.router)
     return app

@@ -11,7 +11,9 @@ import itertools
 import os
 from contextvars import ContextVar
 
-HEADER = "X-Request-ID"
+from multidict import istr
+
+HEADER = istr("X-Request-ID")  # pre-folded: no case folding per lookup
 MAX_LENGTH = 128  # a longer id from a client is cut: it lands in every log line
 
 current: ContextVar[str | None] = ContextVar("request_id", default=None)

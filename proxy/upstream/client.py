@@ -224,6 +224,9 @@ class Upstream:
         response = web.StreamResponse(status=upstream_resp.status, reason=upstream_resp.reason)
         for name, value in _strip_hop_by_hop(upstream_resp.headers).items():
             response.headers.add(name, value)
+        rid = context.current.get()
+        if rid is not None:  # streamed: set before prepare, the access middleware is too late
+            response.headers[context.HEADER] = rid
         try:
             await response.prepare(request)
             async for chunk in upstream_resp.content.iter_chunked(CHUNK):
