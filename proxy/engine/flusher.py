@@ -106,7 +106,7 @@ class Flusher:
             replies = await self.store.execute(pipe)
         except Exception as exc:  # noqa: BLE001 - whatever broke, fail this batch, keep flushing
             level = logging.ERROR if isinstance(exc, RedisError | OSError) else logging.CRITICAL
-            log.log(level, "flush of %d writes failed: %r", len(batch), exc)
+            log.log(level, "flush of %d writes failed: %r %s", len(batch), exc, exc)
             m.flushed_writes.labels("failed").inc(len(batch))
             for item in batch:
                 if not item.done.done():

@@ -5,6 +5,14 @@ then on by a task here. Either way the cached tail ends as the write left the se
 A write planned against a version that moved on (another proxy wrote the session) is
 re-sent as an unconditional whole rewrite: the PUT replaces the session whole anyway
 (last writer wins, as upstream), and an unconditional write cannot conflict again.
+
+A buffered write that cannot land (Redis down, failing over, not replicated) is retried,
+with a backoff up to a second, until it lands; only a shutdown gives up on it, once its
+``shutdown_timeout`` has passed (and logs it). Retries keep each session's order: a write
+is queued again only right behind the session's earlier write (queued again itself, or
+landed), so a session's writes land in order, a whole backlog in one pipeline. The
+writes acknowledged and not yet landed are bounded (the flusher's ``queue_max``): beyond
+that a buffered PUT gets 503 + Retry-After, as a full queue does in flushed mode.
 """
 
 from __future__ import annotations
@@ -12,16 +20,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 from proxy.coherence import Coherence
 from proxy.engine.cache import SessionCache, SessionTail
 from proxy.engine.flusher import Flusher
 from proxy.engine.plan import Plan
-from proxy.errors import Conflict, HttpError
-from proxy.tasks import spawn
+from proxy.errors import Conflict, HttpError, Overloaded, StoreUnavailable
+from proxy.tasks import cancel_and_wait, spawn
 
 log = logging.getLogger("proxy.engine.writes")
+
+RETRY_FIRST = 0.05  # seconds before a buffered write that failed tries again, doubling
+RETRY_MAX = 1.0
 
 
 async def write_until_applied(flusher: Flusher, plan: Plan) -> tuple[int, Plan]:
@@ -77,8 +88,35 @@ class Writes:
         await self.behind.settle(logical)
 
     async def drain(self, deadline: float) -> None:
-        """Shutdown: stop intake, land every acknowledged write within ``deadline``."""
-        await self.flusher.close(deadline)
+        """Shutdown: land every acknowledged write within ``deadline`` (retrying those
+        that fail meanwhile), then stop intake and flush what is left."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + deadline
+        await self.behind.drain(until)
+        await self.flusher.close(max(0.0, until - loop.time()))
+
+
+@dataclass(eq=False)
+class _Landing:
+    """One acknowledged write on its way to Redis: the task landing it, and whether its
+    write sits in the flusher's queue right now (the session's next write may then queue
+    right behind it)."""
+
+    queued: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+    def done(self) -> bool:
+        return self.task is None or self.task.done()
+
+    async def queued_or_done(self) -> None:
+        """Until this write is queued again after a failure, or has finished."""
+        if self.task is None or self.done() or self.queued.is_set():
+            return
+        waiter = spawn(self.queued.wait(), name="queued again")
+        try:
+            await asyncio.wait({self.task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await cancel_and_wait(waiter)
 
 
 class BehindWrites:
@@ -89,25 +127,51 @@ class BehindWrites:
         self.cache = cache
         self._latest: dict[str, int] = {}  # newest local write per session
         self._landing: dict[str, set[asyncio.Task[None]]] = {}  # writes in flight
+        self._newest: dict[str, _Landing] = {}  # per session, for retry order
         self._seq = 0
+        self.limit = flusher.capacity  # acknowledged writes not landed yet, at most
+        self.unlanded = 0
+        self._give_up_at: float | None = None  # loop time; set by drain
 
     async def queue(self, plan: Plan, entry: SessionTail) -> None:
         """Hand ``plan`` to the flusher before answering, and pin ``entry`` until it lands."""
+        if self.unlanded >= self.limit:
+            raise Overloaded("too many acknowledged writes not yet in redis", retry_after=1)
         done = await self.flusher.submit(plan.write)
         logical = entry.keys.logical
         self._seq += 1
         seq = self._latest[logical] = self._seq
         entry.pending += 1
-        task = spawn(self._land(plan, entry, seq, done), name=f"land:{logical}")
+        self.unlanded += 1
+        previous = self._newest.get(logical)
+        landing = self._newest[logical] = _Landing()
+        landing.queued.set()
+        task = landing.task = spawn(self._land(plan, entry, seq, done, landing, previous),
+                                    name=f"land:{logical}")
         self._landing.setdefault(logical, set()).add(task)
         task.add_done_callback(lambda t: self._landed(logical, t))
 
     def _landed(self, logical: str, task: asyncio.Task[None]) -> None:
+        self.unlanded -= 1
+        newest = self._newest.get(logical)
+        if newest is not None and newest.task is task:
+            del self._newest[logical]
         landing = self._landing.get(logical)
         if landing is not None:
             landing.discard(task)
             if not landing:
                 del self._landing[logical]
+
+    def landing(self) -> set[asyncio.Task[None]]:
+        """The tasks landing acknowledged writes right now."""
+        return {t for landing in self._landing.values() for t in landing}
+
+    async def drain(self, until: float) -> None:
+        """Wait for every acknowledged write to land, retrying until loop time ``until``."""
+        self._give_up_at = until
+        loop = asyncio.get_running_loop()
+        while self._landing and loop.time() < until:
+            await asyncio.wait(self.landing(), timeout=until - loop.time())
 
     async def settle(self, logical: str) -> None:
         """Wait until this session's acknowledged writes have landed (or failed), so that
@@ -116,15 +180,11 @@ class BehindWrites:
         if landing:
             await asyncio.gather(*landing, return_exceptions=True)
 
-    async def _land(self, plan: Plan, entry: SessionTail, seq: int,
-                    done: asyncio.Future[int]) -> None:
+    async def _land(self, plan: Plan, entry: SessionTail, seq: int, done: asyncio.Future[int],
+                    me: _Landing, previous: _Landing | None) -> None:
         logical = entry.keys.logical
         try:
-            await done
-        except Conflict:
-            if self._latest.get(logical) == seq:
-                # Nothing newer from here: this write is the last word, so rewrite it.
-                await write_until_applied(self.flusher, plan.as_rewrite())
+            await self._until_landed(plan, logical, seq, done, me, previous)
         except HttpError as exc:
             log.error("buffered write to %s lost: %s", logical, exc.detail)
         finally:
@@ -133,3 +193,52 @@ class BehindWrites:
                 del self._latest[logical]
             if entry.pending == 0:
                 self.cache.drop(logical)  # reload from Redis, the truth
+
+    async def _until_landed(self, plan: Plan, logical: str, seq: int,
+                            done: asyncio.Future[int], me: _Landing,
+                            previous: _Landing | None) -> None:
+        loop = asyncio.get_running_loop()
+        backoff = RETRY_FIRST
+        while True:
+            try:
+                await done
+                return
+            except Conflict as exc:
+                me.queued.clear()
+                if exc.current_version == plan.write.predicted_version():
+                    return  # an earlier try landed after all (its reply was lost)
+                if previous is not None and not previous.done():
+                    # An earlier write of this session is still being retried: it goes
+                    # first, then this one, planned on top of it, as it was.
+                    await previous.queued_or_done()
+                elif self._latest.get(logical) == seq:
+                    # Nothing newer from here: this write is the last word, so rewrite it.
+                    rewrite = plan.as_rewrite()
+                    plan = replace(rewrite, write=replace(rewrite.write,
+                                                          expected_version=None))
+                else:
+                    return  # a newer write of this session carries it on
+            except (StoreUnavailable, Overloaded) as exc:
+                me.queued.clear()
+                behind = previous is not None and not previous.done()
+                if previous is not None and behind:
+                    await previous.queued_or_done()  # in order: the earlier write first
+                if self._give_up_at is not None and loop.time() >= self._give_up_at:
+                    raise
+                if not behind:  # this one is first in line: Redis is still failing it
+                    if backoff == RETRY_FIRST:
+                        log.warning("buffered write to %s not landed yet (%s); retrying",
+                                    logical, exc.detail)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, RETRY_MAX)
+            done = await self._resubmit(plan)
+            me.queued.set()
+
+    async def _resubmit(self, plan: Plan) -> asyncio.Future[int]:
+        """Queue ``plan`` again; a refusal (queue full) comes back as the future's error."""
+        try:
+            return await self.flusher.submit(plan.write)
+        except Overloaded as exc:
+            refused: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            refused.set_exception(exc)
+            return refused
