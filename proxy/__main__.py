@@ -81,12 +81,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def serve(settings: Settings) -> int:
     """Run until SIGTERM or SIGINT; the exit status."""
-    from proxy.workers import serve_group, worker_count
+    from proxy.workers import catch_early_signals, serve_group, worker_count
 
-    count = worker_count(settings.workers)
-    if count > 1:
-        return serve_group(settings, count, run_worker)
-    return run_worker(settings, reuse_port=False)
+    previous = catch_early_signals()
+    try:
+        count = worker_count(settings.workers)
+        if count > 1:
+            return serve_group(settings, count, run_worker)
+        return run_worker(settings, reuse_port=False)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
 
 
 def run_worker(settings: Settings, reuse_port: bool) -> int:
@@ -103,6 +108,7 @@ def run_worker(settings: Settings, reuse_port: bool) -> int:
 async def _serve(settings: Settings, reuse_port: bool) -> None:
     from proxy.app import create_app
     from proxy.http.appkeys import DRAINING
+    from proxy.workers import early_signals
 
     app = create_app(settings)
     app.on_startup.append(_freeze_startup_objects)
@@ -119,6 +125,8 @@ async def _serve(settings: Settings, reuse_port: bool) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, signals.put_nowait, signum)
+        for early in early_signals():  # came while starting: act on them now
+            signals.put_nowait(early)
         first = await signals.get()
         app[DRAINING].set()
         if first == signal.SIGTERM and settings.drain_seconds > 0:

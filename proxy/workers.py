@@ -44,6 +44,26 @@ KILL_AFTER = 5.0  # seconds past drain + shutdown_timeout before a stuck worker 
 
 Worker = Callable[[Settings, bool], int]
 
+# SIGTERM or SIGINT that came before the event loop took the signals over (a worker still
+# importing the application): the loop acts on them once it runs, none is lost or fatal.
+_early: list[signal.Signals] = []
+
+
+def _remember(signum: int, frame: FrameType | None) -> None:
+    _early.append(signal.Signals(signum))
+
+
+def catch_early_signals() -> dict[signal.Signals, object]:
+    """Remember SIGTERM and SIGINT from now on; the handlers they had before."""
+    return {s: signal.signal(s, _remember) for s in (signal.SIGTERM, signal.SIGINT)}
+
+
+def early_signals() -> list[signal.Signals]:
+    """The signals caught early, forgotten once taken."""
+    taken = list(_early)
+    _early.clear()
+    return taken
+
 
 def available_cores(cpu_max: Path = CGROUP_CPU_MAX) -> int:
     """Cores this process may use: its affinity, capped by a cgroup v2 CPU quota."""
@@ -102,8 +122,11 @@ class _Group:
     def run(self) -> int:
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
+            for early in early_signals():
+                self._on_signal(early, None)
             for slot in range(self.count):
-                self._start(slot)
+                if self.stopping is None:
+                    self._start(slot)
             log.info("%d workers on http://%s:%d", self.count, self.settings.host,
                      self.settings.port)
             self._supervise()
@@ -122,7 +145,8 @@ class _Group:
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         sig = signal.Signals(signum)
         if os.getpid() != self.pid:  # a worker before it installed its own handlers
-            raise SystemExit(128 + signum)
+            _remember(signum, frame)
+            return
         if self.stopping is None or sig == signal.SIGINT:
             log.info("%s: stopping %d workers", sig.name, len(self.running))
             self.stopping = sig
@@ -170,9 +194,7 @@ class _Group:
 
 
 def _worker_main(worker: Worker, settings: Settings) -> None:
-    # The fork copied the parent's Python-level handlers: the worker installs its own.
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, signal.SIG_DFL)
+    catch_early_signals()  # the fork copied the parent's handlers; its event loop takes over
     raise SystemExit(worker(settings, True))
 
 

@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from proxy.config import Settings
-from proxy.workers import MULTIPROC_ENV, available_cores, serve_group, worker_count
+from proxy.workers import (
+    MULTIPROC_ENV,
+    available_cores,
+    early_signals,
+    serve_group,
+    worker_count,
+)
 
 AFFINITY = len(os.sched_getaffinity(0))
 
@@ -73,3 +79,14 @@ def test_a_worker_failing_at_start_up_stops_the_group(metrics_env: object) -> No
     started = time.monotonic()
     assert serve_group(Settings(port=1), 2, lambda s, r: 3) == 1
     assert time.monotonic() - started < 10
+
+
+def _slow_start(settings: Settings, reuse_port: bool) -> int:
+    time.sleep(1.5)  # still importing the application when SIGTERM comes
+    return 0 if early_signals() == [signal.SIGTERM] else 7
+
+
+def test_sigterm_while_a_worker_starts_is_kept_for_its_event_loop(
+        metrics_env: object) -> None:
+    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    assert serve_group(Settings(port=1, drain_seconds=0), 2, _slow_start) == 0
