@@ -3,12 +3,13 @@ both parsed into one shape, and what it means for two of them to hold the same c
 
 *Content* is what a client writes: messages (role, content, id, created_at), memories
 (every field but the stamps below) and the session fields (context, data, user_id,
-namespace, tokens, long_term_memory_strategy, ttl_seconds). *Stamps* are what the
-upstream's long-term promotion writes back on its own: ``persisted_at`` and
-``discrete_memory_extracted`` on messages; ``persisted_at``, ``memory_hash`` and the
-extraction strategy fields on memories. Session timestamps are neither (each side keeps
-its own clock). Digests are 8-byte BLAKE2b of canonical JSON, kept per item (by id) and
-for the whole content.
+namespace, tokens, long_term_memory_strategy). *Stamps* are what the upstream's long-term
+promotion writes back on its own: ``persisted_at`` and ``discrete_memory_extracted`` on
+messages; ``persisted_at``, ``memory_hash`` and the extraction strategy fields on
+memories. Session timestamps and ``ttl_seconds`` are neither: each side keeps its own
+clock, and a hand-over sends the TTL the proxy's copy has left, so both expire together.
+Digests are 8-byte BLAKE2b of canonical JSON, kept per item (by id) and for the whole
+content.
 """
 
 from __future__ import annotations
@@ -29,8 +30,7 @@ MESSAGE_KEYS = ("role", "content", "id", "created_at", "persisted_at",
 MESSAGE_STAMPS = ("persisted_at", "discrete_memory_extracted")
 MEMORY_STAMPS = ("persisted_at", "memory_hash", "extraction_strategy",
                  "extraction_strategy_config")
-FIELDS = ("context", "data", "user_id", "namespace", "tokens", "long_term_memory_strategy",
-          "ttl_seconds")
+FIELDS = ("context", "data", "user_id", "namespace", "tokens", "long_term_memory_strategy")
 TIMES = ("last_accessed", "created_at", "updated_at")
 
 
@@ -71,7 +71,7 @@ class Copy:
         """The proxy's copy: its meta ``doc`` and its stored (canonical) messages."""
         d = orjson.loads(doc)
         return cls([orjson.loads(m) for m in messages], d["memories"],
-                   {k: d[k] for k in FIELDS}, {k: d[k] for k in TIMES})
+                   {k: d[k] for k in (*FIELDS, "ttl_seconds")}, {k: d[k] for k in TIMES})
 
     @classmethod
     def from_upstream(cls, body: bytes) -> Copy:
@@ -85,7 +85,7 @@ class Copy:
                     type(m) is not dict or tuple(m) != MESSAGE_KEYS for m in messages):
                 raise Unsupported("upstream messages not in the canonical shape")
             memories = [to_full_shape(m) for m in r["memories"]]
-            fields = {k: r[k] for k in FIELDS}
+            fields = {k: r[k] for k in (*FIELDS, "ttl_seconds")}
             fields["data"] = field_value(fields, "data")
             jsonsafe.check_value([memories, fields])
             times = {k: timestamps.epoch_seconds(timestamps.parse(r[k])) for k in TIMES}
@@ -125,6 +125,12 @@ class Copy:
         return (any(m["discrete_memory_extracted"] == "f" for m in self.messages)
                 or any(mem["persisted_at"] is None for mem in self.memories))
 
+    def stamped(self) -> bool:
+        """Something here carries a stamp (the upstream's promotion has run on it)."""
+        return (any(m["discrete_memory_extracted"] == "t" or m["persisted_at"]
+                    for m in self.messages)
+                or any(mem["persisted_at"] is not None for mem in self.memories))
+
     def doc(self) -> bytes:
         """The meta ``doc`` the proxy stores (key order of codec/putbody.py)."""
         f = self.fields
@@ -135,14 +141,16 @@ class Copy:
             "long_term_memory_strategy": f["long_term_memory_strategy"],
             "ttl_seconds": f["ttl_seconds"], **self.times})
 
-    def put_body(self) -> bytes:
+    def put_body(self, ttl_seconds: int | None = None) -> bytes:
         """The hand-over PUT's body: the whole session, its creation and last access
-        times kept (epoch seconds, as the upstream accepts them)."""
+        times kept (epoch seconds, as the upstream accepts them); ``ttl_seconds``: what
+        the proxy's copy has left, if it expires (None keeps the upstream's running TTL,
+        as any PUT without one does)."""
         f = self.fields
         return orjson.dumps({
             "messages": self.messages, "memories": self.memories,
             "data": field_value(f, "data"), "context": f["context"],
             "user_id": f["user_id"], "tokens": f["tokens"], "namespace": f["namespace"],
             "long_term_memory_strategy": f["long_term_memory_strategy"],
-            "ttl_seconds": f["ttl_seconds"], "last_accessed": self.times["last_accessed"],
+            "ttl_seconds": ttl_seconds, "last_accessed": self.times["last_accessed"],
             "created_at": self.times["created_at"]})

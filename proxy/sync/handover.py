@@ -7,13 +7,18 @@ of its copy, plus, only when the copies differ, one PUT of the whole session (th
 Follow-up rounds (``settle``) poll the upstream's copy after a hand-over, backing off from
 the quiet period to a minute, until its promotion has stamped every message and memory
 (or about three minutes passed): that is how stamps become visible through the proxy.
+An upstream that writes no stamps back at all (long-term memory off) is not polled: once
+hand-overs have gone on for that long without a single stamp seen, polls stop until one is.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import orjson
@@ -33,7 +38,7 @@ from proxy.sync.records import Record, Records
 log = logging.getLogger("proxy.sync")
 
 STORE_ATTEMPTS = 3  # a session written steadily may refuse a merge's store once or twice
-SETTLE_WINDOW_MS = 180_000  # follow-up polls stop this long after a hand-over
+SETTLE_WINDOW_MS = 200_000  # follow-up polls stop this long after a hand-over
 SETTLE_MAX_DELAY_MS = 60_000
 RETRY_MAX_MS = 30_000
 # Refusals that a later round may not get: auth not configured yet, the upstream busy.
@@ -61,13 +66,17 @@ def retry_delay(failures: int) -> float:
 
 class HandOver:
     def __init__(self, engine: Engine, records: Records, metrics: Metrics,
-                 settle_base_ms: float) -> None:
+                 settle_base_ms: float, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.engine = engine
         self.store = engine.store
         self.upstream = engine.upstream
         self.records = records
         self.metrics = metrics
         self.settle_base_ms = settle_base_ms
+        self.clock = clock
+        self._first_hand_over: float | None = None  # monotonic; None: none yet
+        self._stamps_seen = False  # in any copy read from the upstream since start
+        self._said_stampless = False
 
     async def run(self, claim: Claim, claimed_ms: int) -> Result:
         try:
@@ -83,13 +92,15 @@ class HandOver:
         # The upstream's copy first: the proxy's, read after it, is then as fresh as it
         # can be when the merge is stored (a client's write in between refuses that).
         theirs = self._theirs(keys, await self.upstream.fetch(session_id, namespace, user_id))
+        if theirs is not None and not self._stamps_seen:
+            self._stamps_seen = theirs.stamped()
         record = await self.records.load(keys)
         for _ in range(STORE_ATTEMPTS):
             snap = await self.store.snapshot(keys, None)
             if snap is None:  # deleted or expired here since it was marked
                 await self.records.forget(keys)
                 return Result("gone", "gone")
-            ours = Copy.from_stored(snap.meta.doc, snap.messages)
+            ours, ours_expires = Copy.from_stored(snap.meta.doc, snap.messages), snap.meta.expires
             merged = merge(ours, theirs, record, snap.meta.version / 1e6)
             if merged.copy.same_as(ours):
                 break
@@ -100,9 +111,12 @@ class HandOver:
         # else: written here at every attempt; the merge is handed over all the same, and
         # stored by the next round (the writes made the session due again).
         self._report(keys, merged, record)
-        handed = theirs is None or not merged.copy.same_as(theirs)
+        ttl = await self._ttl_left(keys, ours_expires)
+        # A session that expires is handed over after every write: each resets its TTL.
+        handed = theirs is None or not merged.copy.same_as(theirs) or (
+            ttl is not None and claim.seq > 0)
         if handed:
-            answer = await self.upstream.hand_over(session_id, merged.copy.put_body())
+            answer = await self.upstream.hand_over(session_id, merged.copy.put_body(ttl))
             if answer.status != 200:
                 return self._refused(claim, keys, answer.status, answer.body)
             if await self.records.deleted_since(keys, claimed_ms):
@@ -112,6 +126,13 @@ class HandOver:
         if handed or record is None or not record.knows(merged.copy.content()):
             await self.records.save(keys, Record.after(merged.copy, record))
         return self._next(claim, handed, merged.copy if handed or theirs is None else theirs)
+
+    async def _ttl_left(self, keys: SessionKeys, expires: bool) -> int | None:
+        """Whole seconds the proxy's copy has left, when it expires."""
+        if not expires:
+            return None
+        left_ms = int(await self.store.redis.pttl(keys.meta))
+        return max(1, math.ceil(left_ms / 1000)) if left_ms > 0 else None
 
     def _theirs(self, keys: SessionKeys, raw: bytes | None) -> Copy | None:
         if raw is None:
@@ -191,9 +212,24 @@ class HandOver:
                     keys.logical)
         return Result("retry", "failed", retry_delay(claim.failures), claim.step)
 
+    def _polling(self, handed: bool) -> bool:
+        """Whether follow-up polls can bring anything back (see the module docstring)."""
+        now = self.clock()
+        if handed and self._first_hand_over is None:
+            self._first_hand_over = now
+        if self._stamps_seen or self._first_hand_over is None:
+            return True
+        if now - self._first_hand_over < SETTLE_WINDOW_MS / 1000:
+            return True
+        if not self._said_stampless:
+            self._said_stampless = True
+            log.info("the upstream wrote no stamps back in %.0f s of hand-overs (long-term "
+                     "memory off?): no follow-up polls until one shows", SETTLE_WINDOW_MS / 1000)
+        return False
+
     def _next(self, claim: Claim, handed: bool, upstream_view: Copy) -> Result:
         label = "ok" if handed else "unchanged"
-        if not upstream_view.pending():
+        if not self._polling(handed) or not upstream_view.pending():
             return Result("clean", label)
         step = 0 if handed else claim.step
         delay = settle_delay(self.settle_base_ms, step)

@@ -38,6 +38,10 @@ def test_stamps_are_not_content() -> None:
     assert plain.pending() and not promoted.pending()
 
 
+def test_the_ttl_is_each_sides_own() -> None:
+    assert copy_of(msgs(1), ttl_seconds=60).same_as(copy_of(msgs(1), ttl_seconds=59))
+
+
 def test_content_covers_messages_memories_and_fields() -> None:
     base = copy_of(msgs(3), [memory("a")], context="c")
     assert copy_of(msgs(3), [memory("a")], context="d").content() != base.content()
@@ -50,8 +54,9 @@ def test_content_covers_messages_memories_and_fields() -> None:
 def test_put_body_sends_the_whole_session_and_keeps_its_times() -> None:
     ours = copy_of(msgs(2), [memory("a")], context="c", namespace="ns", user_id="u",
                    ttl_seconds=60, created_at="2025-01-01T00:00:00Z")
-    body = orjson.loads(ours.put_body())
+    body = orjson.loads(ours.put_body(42))
     assert body["messages"] == msgs(2) and body["memories"] == ours.memories
-    assert (body["namespace"], body["user_id"], body["ttl_seconds"]) == ("ns", "u", 60)
+    assert (body["namespace"], body["user_id"], body["ttl_seconds"]) == ("ns", "u", 42)
+    assert orjson.loads(ours.put_body())["ttl_seconds"] is None  # keeps the running TTL
     assert body["created_at"] == 1735689600 and "updated_at" not in body
     assert Copy.from_stored(ours.doc(), [orjson.dumps(m) for m in ours.messages]).same_as(ours)

@@ -12,12 +12,14 @@ import orjson
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestClient
 
+from proxy.observability.metrics import Metrics
 from proxy.store.keys import logical_key
 from proxy.store.store import index_member
+from proxy.sync.handover import HandOver, settle_delay
 from proxy.sync.ledger import Claim
 from tests.engine_fixtures import WM
 from tests.sync.conftest import ENGINE, SYNC, SyncProxy, divergences
-from tests.sync.sessions import eventually, memory, msg, msgs, stamped
+from tests.sync.sessions import copy_of, eventually, memory, msg, msgs, stamped
 
 JSON = {"Content-Type": "application/json"}
 
@@ -75,7 +77,24 @@ async def test_a_session_written_here_lands_upstream_whole_and_unsummarized(
     theirs = await until_handed_over(proxy, direct, s, "?namespace=ns-h&user_id=u")
     assert theirs["messages"] == long and theirs["context"] == "ctx"
     assert theirs["user_id"] == "u" and theirs["tokens"] == 0
-    assert proxy.app[SYNC].results["ok"] >= 1
+    await eventually(lambda: _more(proxy.app[SYNC].results["ok"], 0))
+
+
+async def test_a_session_that_expires_expires_upstream_with_it(
+        sync_proxy: SyncProxy, direct: ClientSession) -> None:
+    proxy = await sync_proxy()
+    s = sid()
+    await put(proxy, s, {"messages": msgs(2), "ttl_seconds": 600})
+    theirs = await until_handed_over(proxy, direct, s)
+    assert 595 <= theirs["ttl_seconds"] <= 600  # what the proxy's copy had left
+    await eventually(lambda: _more(proxy.app[SYNC].results["ok"], 0))
+    handed = proxy.app[SYNC].results["ok"]
+    await put(proxy, s, {"messages": msgs(2), "ttl_seconds": 600})  # same content, new TTL
+    await eventually(lambda: _more(proxy.app[SYNC].results["ok"], handed))
+
+
+async def _more(now: int, before: int) -> bool | None:
+    return True if now > before else None
 
 
 async def test_many_puts_become_one_hand_over_of_the_latest_state(
@@ -85,6 +104,8 @@ async def test_many_puts_become_one_hand_over_of_the_latest_state(
     for n in range(1, 11):
         await put(proxy, s, {"messages": msgs(n)})
     await until_handed_over(proxy, direct, s)
+    await eventually(lambda: _more(proxy.app[SYNC].results["ok"], 0))  # the round ends
+    await asyncio.sleep(0.4)  # past another quiet period: nothing more to hand over
     assert proxy.app[SYNC].results["ok"] == 1
 
 
@@ -180,3 +201,23 @@ async def test_a_round_landing_after_a_delete_undoes_itself(
                                        claimed_ms)
     assert result.label == "superseded"
     assert await get(direct, s) is None
+
+
+def test_follow_up_polls_back_off_and_stop_for_an_upstream_that_never_stamps() -> None:
+    assert [settle_delay(1000, i) for i in range(9)] == [
+        1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000, None]
+    now = [0.0]
+    # the scheduling alone: no engine or records needed
+    rounds = HandOver(_NoEngine(), None, Metrics(), 1000,  # type: ignore[arg-type]
+                      clock=lambda: now[0])
+    claim, pending = Claim(b"m", 1, 0, 0), copy_of(msgs(2))
+    assert rounds._next(claim, True, pending).outcome == "settle"
+    now[0] = 200.0  # hand-overs for longer than the settle window, never a stamp seen
+    assert rounds._next(claim, True, pending).outcome == "clean"
+    rounds._stamps_seen = True  # one shows up: polls are worth it again
+    assert rounds._next(claim, True, pending).outcome == "settle"
+    assert rounds._next(claim, True, copy_of([stamped(m) for m in msgs(2)])).outcome == "clean"
+
+
+class _NoEngine:
+    store = upstream = None

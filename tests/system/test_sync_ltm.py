@@ -213,3 +213,38 @@ async def test_summarization_through_the_proxy_is_the_upstreams_outcome(
     upstream_doc = await eventually(handed, timeout=5)
     assert upstream_doc["context"] == ours["context"]
     assert (await ltm.model_stats())["summary"] == summaries
+
+
+async def test_prompts_are_built_from_the_proxys_copy_with_the_upstreams_search(
+        ltm: LtmStack, direct_ltm: aiohttp.ClientSession, proxy_factory: ProxyFactory,
+        redis_client: Any) -> None:
+    proxy = await proxy_factory(upstream_url=ltm.upstream.url, upstream_sync=True,
+                                sync_quiet_ms=QUIET_MS, sync_max_lag_ms=MAX_LAG_MS)
+    ns = f"prompt-{uuid.uuid4().hex[:6]}"
+    path = f"{WM}talk?namespace={ns}&user_id=ada"
+    await converse(proxy, ns, "talk")
+
+    async def extracted() -> bool | None:
+        found = await search(ltm.upstream, ns)
+        return True if {m["text"] for m in found} >= set(FACTS) else None
+    await eventually(extracted, timeout=30)
+    prompt = {"query": "Where does Ada live?", "session": {
+        "session_id": "talk", "namespace": ns, "user_id": "ada"},
+        "long_term_search": {"text": "Where does Ada live?", "namespace": {"eq": ns},
+                             "limit": 3}}
+    # Once the upstream holds the handed-over session, both build the same prompt (the
+    # memories found are the same; a search bumps their access times).
+    ours = await call(proxy, "POST", "/v1/memory/prompt", prompt)
+    theirs = await call(direct_ltm, "POST", "/v1/memory/prompt", prompt)
+    assert ours["messages"] == theirs["messages"]
+    assert [m["id"] for m in ours["long_term_memories"]] == \
+        [m["id"] for m in theirs["long_term_memories"]]
+    # A turn the upstream has not got yet is in the proxy's prompt all the same.
+    doc = await call(proxy, "GET", path)
+    turn = {"role": "user", "content": "Tomorrow I fly to Rome.", "id": "m9",
+            "created_at": "2025-03-01T10:01:00Z"}
+    await call(proxy, "PUT", path, {"namespace": ns, "user_id": "ada",
+                                    "messages": [*doc["messages"], turn]})
+    ours = await call(proxy, "POST", "/v1/memory/prompt", prompt)
+    texts = [m["content"]["text"] for m in ours["messages"]]
+    assert "Tomorrow I fly to Rome." in texts and texts[-1] == "Where does Ada live?"
