@@ -7,7 +7,9 @@ a) grows one session per target to 20,000 messages, sampling full-session PUT, t
 b) runs headless Locust at 1, 5 and 25 users against each target;
 c) writes ``results/bench-<date>.md`` (+ ``results/latest.md``), ``results/bench-<date>.csv``
    and ``results/latency-vs-size.png``;
-d) where a target is missed, profiles the proxy under load with py-spy.
+d) where a target is missed, profiles the proxy under load with py-spy;
+e) sets the proxy (upstream sync on, the default) beside one with the sync off, and reports
+   what the sync did (load/syncreport.py).
 
 ``--quick`` does the same with fewer samples, sizes up to 10,000 and short Locust runs
 (under 3 minutes on a 2-core machine). Everything listens on 127.0.0.1 and stops by itself.
@@ -36,6 +38,7 @@ from load.report import Meta, plot, write_markdown
 from load.sampling import Sample, SizePlan, sample_sizes
 from load.stack import REPO, running_stack
 from load.stats import size_table, write_samples_csv
+from load.syncreport import SyncFigures, cpu_seconds, read_figures, sync_section
 from load.verdicts import concurrency_verdict, size_verdicts
 
 USERS = (1, 5, 25)
@@ -124,15 +127,19 @@ def run(mode: Mode, out: Path, think_s: float) -> Path:
     stem = f"bench-{date}" + ("-quick" if mode.name == "quick" else "")
     raw = out / "raw" / stem
     out.mkdir(parents=True, exist_ok=True)
-    locust_runs = len(USERS) * 3
+    locust_runs = len(USERS) * 4
     bar = Progress(mode.plan.units + locust_runs * mode.locust_seconds + mode.profile_seconds)
     samples: list[Sample] = []
     alone: list[str] = []
     locust: list[LocustRow] = []
     prof: Profile | None = None
+    figures: SyncFigures | None = None
     notes: list[str] = []
     try:
         with running_stack() as targets:
+            assert targets.sync_upstream is not None
+            sync_pid, sync_started = targets.sync_upstream.process.pid, time.monotonic()
+            sync_cpu = cpu_seconds(sync_pid)
             bar.describe("a) sizes")
             try:
                 samples = asyncio.run(sample_sizes(targets.urls, mode.plan, bar.advance))
@@ -147,7 +154,8 @@ def run(mode: Mode, out: Path, think_s: float) -> Path:
                 notes.append("the proxy's append endpoint did not answer 200 (working memory "
                              "is passed through to the upstream), so append rows are empty")
             for users in USERS:
-                runs = [("upstream", "FullPutUser"), ("proxy", "FullPutUser")]
+                runs = [("upstream", "FullPutUser"), ("proxy", "FullPutUser"),
+                        ("proxy-nosync", "FullPutUser")]
                 runs += [("proxy", "AppendUser")] if append_ok else []
                 for target, user_class in runs:
                     bar.describe(f"b) locust {target} {user_class} {users}u")
@@ -157,6 +165,11 @@ def run(mode: Mode, out: Path, think_s: float) -> Path:
                     bar.advance(mode.locust_seconds)
                 if not append_ok:
                     bar.advance(mode.locust_seconds)
+            try:
+                figures = read_figures(targets.proxy.url, sync_pid, sync_cpu,
+                                       time.monotonic() - sync_started)
+            except OSError as exc:
+                notes.append(f"the upstream sync's figures could not be read: {exc}")
             table = size_table(samples)
             verdicts = size_verdicts(table) + [concurrency_verdict(locust)]
             if any(v.passed is False for v in verdicts):
@@ -173,7 +186,8 @@ def run(mode: Mode, out: Path, think_s: float) -> Path:
     report = out / f"{stem}.md"
     write_markdown(report, meta, table, locust,
                    (mode.locust_seconds, LOCUST_SEED, LOCUST_MAX, think_s),
-                   verdicts, prof, "latency-vs-size.png", alone)
+                   verdicts, prof, "latency-vs-size.png",
+                   [*alone, *sync_section(figures, locust)])
     shutil.copyfile(report, out / "latest.md")
     return report
 

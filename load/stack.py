@@ -2,6 +2,9 @@
 
 The upstream (agent-memory-server 0.14.0 with its Redis), the proxy (``agent-memory-proxy
 serve`` with its own Redis, as a separate process) and the floor server (``load.floor``).
+The proxy runs with the upstream sync on (the default) and hands its sessions to an
+upstream of its own, so that the upstream measured beside it never takes them; a second
+proxy, ``proxy-nosync``, runs with the sync off (part e, load/syncreport.py).
 """
 
 from __future__ import annotations
@@ -34,10 +37,15 @@ class Targets:
     proxy: Service
     floor: Service
     proxy_redis: Service
+    proxy_nosync: Service | None = None
+    sync_upstream: Service | None = None  # the one the proxy hands its sessions to
 
     @property
     def urls(self) -> dict[str, str]:
-        return {"upstream": self.upstream.url, "proxy": self.proxy.url, "floor": self.floor.url}
+        urls = {"upstream": self.upstream.url, "proxy": self.proxy.url, "floor": self.floor.url}
+        if self.proxy_nosync is not None:
+            urls["proxy-nosync"] = self.proxy_nosync.url
+        return urls
 
 
 def proxy_command(port: int, upstream_url: str, redis_url: str) -> list[str]:
@@ -48,12 +56,14 @@ def proxy_command(port: int, upstream_url: str, redis_url: str) -> list[str]:
 
 
 def start_proxy(group: ProcessGroup, upstream_url: str, redis_url: str,
-                name: str = "proxy", wrap: list[str] | None = None) -> Service:
+                name: str = "proxy", wrap: list[str] | None = None,
+                settings: dict[str, str] | None = None) -> Service:
     """The proxy in its own process; ``wrap`` prefixes the command (e.g. a profiler)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = [*(wrap or []), *proxy_command(port, upstream_url, redis_url)]
-    env = {"AMP_LOG_LEVEL": "WARNING", "PYTHONPATH": str(REPO)}
+    env = {"AMP_LOG_LEVEL": "WARNING", "PYTHONPATH": str(REPO),
+           **{f"AMP_{k.upper()}": v for k, v in (settings or {}).items()}}
     return group.start(name, cmd, url, http_ok(url + "/-/healthz"), env, timeout=60)
 
 
@@ -74,8 +84,12 @@ def running_stack() -> Iterator[Targets]:
         upstream_redis = start_redis(group, stack, "upstream-redis")
         upstream = start_upstream(group, stack, upstream_redis.url)
         proxy_redis = start_redis(group, stack, "proxy-redis", modules=False)
-        proxy = start_proxy(group, upstream.url, proxy_redis.url)
+        sync_redis = start_redis(group, stack, "sync-upstream-redis")
+        sync_upstream = start_upstream(group, stack, sync_redis.url, name="sync-upstream")
+        proxy = start_proxy(group, sync_upstream.url, proxy_redis.url)
+        nosync = start_proxy(group, upstream.url, proxy_redis.url, name="proxy-nosync",
+                             settings={"upstream_sync": "false", "key_prefix": "nosync"})
         floor = start_floor(group)
-        yield Targets(group, upstream, proxy, floor, proxy_redis)
+        yield Targets(group, upstream, proxy, floor, proxy_redis, nosync, sync_upstream)
     finally:
         group.stop()
