@@ -49,14 +49,17 @@ AUTO_HEADERS = (hdrs.ACCEPT, hdrs.ACCEPT_ENCODING, hdrs.USER_AGENT, hdrs.CONTENT
 
 
 CONTROL_CONNECTIONS = 16  # beyond the data-plane slots: readiness and credential checks
+KEEPALIVE = 4.0  # seconds an idle upstream connection is kept
 
 
 def make_client_session(connect_timeout: float, read_timeout: float,
                         connections: int = 256) -> aiohttp.ClientSession:
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout,
                                     sock_read=read_timeout)
+    # Idle connections are dropped before uvicorn's 5 s keep-alive closes them: reusing
+    # one the server is closing fails the request (ServerDisconnectedError, a 502).
     connector = aiohttp.TCPConnector(limit=connections + CONTROL_CONNECTIONS,
-                                     ttl_dns_cache=300)
+                                     ttl_dns_cache=300, keepalive_timeout=KEEPALIVE)
     # auto_decompress=False: compressed bodies pass through byte for byte.
     return aiohttp.ClientSession(timeout=timeout, connector=connector, auto_decompress=False,
                                  cookie_jar=aiohttp.DummyCookieJar())
