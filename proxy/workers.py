@@ -40,7 +40,9 @@ log = logging.getLogger("proxy.workers")
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client reads it when imported
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 STARTUP_GRACE = 5.0  # a worker that dies sooner is broken, not unlucky: no restart
-KILL_AFTER = 5.0  # seconds past drain + shutdown_timeout before a stuck worker is killed
+# A worker's stop takes at most drain_seconds + 2 x shutdown_timeout (in-flight requests,
+# then the write queue); one still running this long after that is stuck, and killed.
+KILL_AFTER = 5.0
 
 Worker = Callable[[Settings, bool], int]
 
@@ -166,7 +168,7 @@ class _Group:
                 self._reap(sentinels[sentinel])
             if self.stopping is not None and deadline is None:
                 deadline = time.monotonic() + self.settings.drain_seconds + \
-                    self.settings.shutdown_timeout + KILL_AFTER
+                    2 * self.settings.shutdown_timeout + KILL_AFTER
             if deadline is not None and time.monotonic() > deadline:
                 log.error("workers still running past the shutdown deadline: killing them")
                 self._signal_all(signal.SIGKILL)
