@@ -118,6 +118,8 @@ def _get_envelope(session_id: str, doc: bytes, namespace_query: str | None,
     if len(doc) <= _ENVELOPE_MAX_DOC:
         # Weighed with the key's bytes: the key holds the document and the ids.
         weight = len(envelope) + len(doc) + len(session_id) + 2 * 64 + 256
+        # A copy the size of its contents: orjson's short results sit in 4 KB allocations.
+        envelope = bytes(memoryview(envelope))
         _envelopes[key] = (envelope, weight)
     return envelope
 

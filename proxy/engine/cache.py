@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import array
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from weakref import WeakValueDictionary
 
@@ -20,7 +21,9 @@ from proxy.observability.metrics import Metrics
 from proxy.store.keys import SessionKeys
 from proxy.store.store import Meta
 
-_OVERHEAD = 512  # rough bytes of bookkeeping per entry
+# Bytes of bookkeeping per cached tail, measured (tracemalloc, plus OpenSSL's hash state):
+# its keys, meta and tail objects, its LRU, index and weak-map entries, a kept hash.
+_OVERHEAD = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +69,12 @@ class SessionTail:
         return self.meta.expires
 
     def size(self) -> int:
+        """Bytes this tail keeps alive, as allocated: growable buffers hold spare room
+        (``__sizeof__``), a kept input holds the whole body it points into."""
         known = self.known.held() if self.known is not None else 0
-        return len(self.blob) + 12 * len(self.offsets) + len(self.meta.doc) + known + _OVERHEAD
+        meta = self.meta
+        return (self.blob.__sizeof__() + self.offsets.__sizeof__() + self.tokens.__sizeof__()
+                + len(meta.doc) + len(meta.index_member) + known + _OVERHEAD)
 
     def covers(self, first: int) -> bool:
         return self.start <= first <= self.count
@@ -141,14 +148,17 @@ class SessionTail:
 class _Tails(LRUCache[str, SessionTail]):
     """The LRU, counting what it evicts to stay within its size."""
 
-    def __init__(self, max_bytes: int, metrics: Metrics | None) -> None:
+    def __init__(self, max_bytes: int, metrics: Metrics | None,
+                 evicted: Callable[[SessionTail], None]) -> None:
         super().__init__(maxsize=max(max_bytes, 1), getsizeof=SessionTail.size)
         self._evicted = metrics.cache_evictions if metrics is not None else None
+        self._on_evict = evicted
 
     def popitem(self) -> tuple[str, SessionTail]:
         item = super().popitem()
         if self._evicted is not None:
             self._evicted.inc()
+        self._on_evict(item[1])
         return item
 
 
@@ -156,14 +166,14 @@ class SessionCache:
     def __init__(self, max_bytes: int, max_messages: int,
                  metrics: Metrics | None = None) -> None:
         self.max_messages = max_messages
-        self._lru = _Tails(max_bytes, metrics)
+        self._lru = _Tails(max_bytes, metrics, self._gone)
         # Counted in plain ints on the hot path; handed to the metrics at each sample.
         self.hits = self.misses = 0
         if metrics is not None:
             metrics.add_sampler(lambda: self._hand_over_lookups(metrics))
         self._pinned: dict[str, SessionTail] = {}
-        # meta key -> logical key, for invalidations (bounded: evicted tails leave names)
-        self._by_meta: LRUCache[str, str] = LRUCache(maxsize=1_000_000)
+        # meta key -> logical key of each cached tail, for invalidations
+        self._by_meta: dict[str, str] = {}
         # session id -> the tail its last PUT wrote: a PUT finds its session before it
         # parses the scope (namespace, user_id) out of its body. Gone with the tail.
         self._by_session: WeakValueDictionary[str, SessionTail] = WeakValueDictionary()
@@ -204,19 +214,31 @@ class SessionCache:
     def put(self, entry: SessionTail) -> None:
         """Insert or refresh (its size may have changed) an entry."""
         key = entry.keys.logical
-        self._by_meta[entry.keys.meta] = key
         if entry.pending:
             self._pinned[key] = entry
         else:
             self._pinned.pop(key, None)
         try:
-            self._lru[key] = entry
+            self._lru[key] = entry  # may evict others, or this key's older size itself
         except ValueError:  # larger than the whole cache: keep it out
             self._lru.pop(key, None)
+        if key in self._pinned or key in self._lru:
+            self._by_meta[entry.keys.meta] = key
+        else:
+            self._gone(entry)
 
     def drop(self, logical: str) -> None:
-        self._lru.pop(logical, None)
-        self._pinned.pop(logical, None)
+        entry = self._lru.pop(logical, None)
+        pinned = self._pinned.pop(logical, None)
+        for gone in (entry, pinned):
+            if gone is not None:
+                self._gone(gone)
+
+    def _gone(self, entry: SessionTail) -> None:
+        """``entry`` left the LRU: forget its name unless it is still held (pinned)."""
+        keys = entry.keys
+        if keys.logical not in self._pinned and self._by_meta.get(keys.meta) == keys.logical:
+            del self._by_meta[keys.meta]
 
     def invalidate(self, meta_key: str, version: int) -> None:
         """Another writer moved this session to ``version`` (0: deleted)."""
@@ -231,7 +253,7 @@ class SessionCache:
         """Forget every tail not holding unflushed writes."""
         for logical in list(self._lru.keys()):
             if logical not in self._pinned:
-                self._lru.pop(logical, None)
+                self.drop(logical)
 
     @property
     def bytes_used(self) -> int:

@@ -41,6 +41,13 @@ def _nothing() -> list[object]:
     return []
 
 
+def _exact(data: bytes) -> bytes:
+    """A copy in an allocation of its own size. orjson returns even a short result inside
+    a 4 KB allocation; a cached meta keeps its document and index member for as long as
+    the session is cached, so those are copied once here."""
+    return bytes(memoryview(data))
+
+
 @dataclass(frozen=True, slots=True)
 class InputDigest:
     """What the next PUT compares its leading bytes with (see the module docstring)."""
@@ -67,7 +74,8 @@ class Plan:
               base: Meta | None, encoded: list[codec.EncodedMessage], now: datetime,
               digest: InputDigest = InputDigest(),
               raw_prefix: Callable[[], list[object]] = _nothing,
-              echo: bytes | None = None) -> Plan:
+              echo: bytes | None = None,
+              known: tuple[bytes | memoryview, hashlib._Hash] | None = None) -> Plan:
         """The Write for ``encoded`` on top of ``base`` (the kept prefix's meta) or alone;
         ``meta`` is the session as stored (None: new)."""
         in_order = base.sorted if base else True
@@ -80,10 +88,10 @@ class Plan:
             kinds.add("a" if m.aware else "n")
         tz = "m" if "m" in kinds or len(kinds) > 1 else "".join(kinds)
         tokens_total = (base.tokens_total if base else 0) + sum(m.tokens for m in encoded)
-        member = index_member(session_id, body.namespace, body.user_id)
+        member = _exact(index_member(session_id, body.namespace, body.user_id))
         new_meta = Meta(
             count=(base.count if base else 0) + len(encoded), tokens_total=tokens_total,
-            doc=body.doc, sorted=in_order, last_created_us=last or 0, tz=tz,
+            doc=_exact(body.doc), sorted=in_order, last_created_us=last or 0, tz=tz,
             index_member=member, input_digest=digest.digest, input_length=digest.length,
             input_canonical=digest.canonical,
             # A TTL set now, or one an earlier write left running (the scripts store the truth).
@@ -96,7 +104,7 @@ class Plan:
             index_score=now.timestamp(), stale_member=meta.index_member if meta else b"",
         )
         return cls(write, base.count if base else 0, tokens_total,
-                   any(not m.had_created_at for m in encoded), echo, raw_prefix, now)
+                   any(not m.had_created_at for m in encoded), echo, raw_prefix, now, known)
 
     def as_rewrite(self) -> Plan:
         """The same PUT as a whole rewrite, for when the session moved under it."""
@@ -155,9 +163,9 @@ def plan_put(keys: SessionKeys, session_id: str, body: codec.PutBody,
         b",".join(m.body for m in encoded) == new_bytes)
     replayable = _replayable(new_raw, encoded)
     digest = InputDigest(running.digest() if replayable else b"", len(inner), canonical)
-    plan = Plan.build(keys, session_id, body, meta, base, encoded, now, digest,
-                      lambda: body.messages[:prefix], dumped if canonical else None)
-    return replace(plan, known=(inner, running) if replayable else None)
+    return Plan.build(keys, session_id, body, meta, base, encoded, now, digest,
+                      lambda: body.messages[:prefix], dumped if canonical else None,
+                      (inner, running) if replayable else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,12 +207,12 @@ def prove(entry: SessionTail, raw: bytes, start: int) -> Proven | None:
     return Proven(raw, start, length, hasher)
 
 
-def plan_proven(keys: SessionKeys, session_id: str, body: codec.PutBody, tail: SessionTail,
-                proof: Proven, now: datetime) -> Plan:
-    """The PUT whose stored prefix ``proof`` established; ``body.messages`` are the new
-    messages only. O(new messages): the kept prefix is neither parsed nor hashed."""
+def plan_proven(keys: SessionKeys, session_id: str, body: codec.PutBody,
+                new_raw: list[object], tail: SessionTail, proof: Proven,
+                now: datetime) -> Plan:
+    """The PUT whose stored prefix ``proof`` established, adding ``new_raw``. O(new
+    messages): the kept prefix is neither parsed nor hashed."""
     meta = tail.meta
-    new_raw = body.messages
     encoded = codec.encode_messages(new_raw, now)
     new_bytes = orjson.dumps(new_raw)[1:-1] if new_raw else b""
     hasher = proof.hasher.copy()
@@ -216,17 +224,15 @@ def plan_proven(keys: SessionKeys, session_id: str, body: codec.PutBody, tail: S
     canonical = meta.input_canonical and b",".join(m.body for m in encoded) == new_bytes
     replayable = _replayable(new_raw, encoded)
     digest = InputDigest(hasher.digest() if replayable else b"", length, canonical)
-    plan = Plan.build(keys, session_id, body, meta, meta, encoded, now, digest,
-                      lambda: proof.messages()[:meta.count])
-    if not replayable:
-        return plan
     # The bytes the next PUT will begin with are in this body (no copy) when it sent its
     # new messages in the compact form too. A client that did not would not resend them
     # so either; its next PUT is parsed whole.
-    if new_bytes and not proof.raw.startswith(b"," + new_bytes, proof.start + proof.length):
-        return plan
-    return replace(plan, known=(memoryview(proof.raw)[proof.start:proof.start + length],
-                                hasher))
+    keep = replayable and (not new_bytes or proof.raw.startswith(
+        b"," + new_bytes, proof.start + proof.length))
+    return Plan.build(keys, session_id, body, meta, meta, encoded, now, digest,
+                      lambda: proof.messages()[:meta.count], None,
+                      (memoryview(proof.raw)[proof.start:proof.start + length], hasher)
+                      if keep else None)
 
 
 def plan_rewrite(keys: SessionKeys, session_id: str, body: codec.PutBody,

@@ -20,7 +20,7 @@ and Engine.put parses the body whole, as it always did.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -76,8 +76,7 @@ async def put_repeating(engine: Engine, session_id: str, raw: bytes,
             return None  # written meanwhile: the proof was against an older session
         # body.messages keeps the sentinel: the render sees a session with messages.
         try:
-            plan = plan_proven(keys, session_id, replace(body, messages=new), entry, proof,
-                               now)
+            plan = plan_proven(keys, session_id, body, new, entry, proof, now)
         except codec.Unsupported:
             return None
         if engine.dialect.would_summarize(plan.tokens_total, q):

@@ -69,3 +69,36 @@ def test_lru_is_bounded_by_bytes_and_keeps_pinned_entries() -> None:
     cache.put(pinned)
     cache.drop(pinned.keys.logical)
     assert cache.get(pinned.keys.logical) is None
+
+
+def test_a_tail_accounts_for_what_it_keeps_alive() -> None:
+    import hashlib
+
+    from proxy.engine.cache import KnownInput
+
+    entry = tail("s", [b'{"m":%d}' % i for i in range(100)])
+    grow(entry, [b'{"m":100}'], cap=1000)  # a grown bytearray holds spare room
+    assert entry.size() >= entry.blob.__sizeof__() + entry.offsets.__sizeof__()
+    assert entry.blob.__sizeof__() > len(entry.blob)
+    body = b'{"messages":[' + b"x" * 10_000 + b"]}"
+    before = entry.size()
+    entry.known = KnownInput(entry.meta, memoryview(body)[13:113], hashlib.sha256())
+    assert entry.size() - before == len(body)  # the whole body it points into
+
+
+def test_names_for_invalidation_leave_with_their_tails() -> None:
+    cache = SessionCache(max_bytes=30_000, max_messages=100)
+    entries = [tail(f"s{i}", [b"x" * 1000] * 3) for i in range(40)]
+    for entry in entries:
+        cache.put(entry)
+    assert 0 < len(cache) < 40 and len(cache._by_meta) == len(cache)
+    oldest = next(iter(cache._lru))
+    grown = cache.peek(oldest)
+    assert grown is not None
+    grow(grown, [b"y" * 3000], cap=100)
+    cache.put(grown)  # may evict itself while it grows: it must keep its name
+    assert cache.peek(oldest) is grown and grown.keys.meta in cache._by_meta
+    cache.invalidate(grown.keys.meta, grown.meta.version + 1)
+    assert cache.peek(oldest) is None and grown.keys.meta not in cache._by_meta
+    cache.clear()
+    assert len(cache) == 0 and cache._by_meta == {}

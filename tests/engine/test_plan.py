@@ -118,7 +118,7 @@ def proven_put(raw: bytes, tail: SessionTail) -> tuple[Plan, bytes]:
                            NOW)
     new = rawbody.after_sentinel(body.messages)
     assert new is not None
-    return plan_proven(KEYS, "s", replace(body, messages=new), tail, proof, NOW), raw
+    return plan_proven(KEYS, "s", body, new, tail, proof, NOW), raw
 
 
 def test_a_proven_put_records_the_digest_a_whole_parse_would() -> None:
