@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import orjson
+import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestClient
 
@@ -20,6 +21,8 @@ from proxy.sync.ledger import Claim
 from tests.engine_fixtures import WM
 from tests.sync.conftest import ENGINE, SYNC, SyncProxy, divergences
 from tests.sync.sessions import copy_of, eventually, memory, msg, msgs, stamped
+
+pytestmark = pytest.mark.upstream
 
 JSON = {"Content-Type": "application/json"}
 

@@ -3,6 +3,7 @@ and keep a late hand-over from being imported, PUTs left to the upstream land th
 
 from __future__ import annotations
 
+import pytest
 from aiohttp import ClientSession
 
 from proxy.store.keys import logical_key
@@ -10,6 +11,8 @@ from tests.engine_fixtures import WM
 from tests.sync.conftest import ENGINE, SYNC, SyncProxy, divergences
 from tests.sync.sessions import msgs
 from tests.sync.test_handover import get, put, sid, until_handed_over
+
+pytestmark = pytest.mark.upstream
 
 
 async def test_an_imported_session_stays_upstream_and_is_known_as_ours(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from aiohttp import ClientSession
 
 from proxy.localstack import Service
@@ -15,6 +16,8 @@ from tests.support.faultproxy import fault_proxy
 from tests.sync.conftest import SYNC, SyncProxy
 from tests.sync.sessions import eventually, msgs
 from tests.sync.test_handover import get, put, sid, until_handed_over
+
+pytestmark = [pytest.mark.upstream, pytest.mark.faults]
 
 
 async def test_rounds_stay_within_the_limit_of_all_proxies_and_one_per_session(

@@ -24,6 +24,8 @@ from tests.sync.ledgers import ledger
 from tests.sync.sessions import eventually
 from tests.sync.stack import LtmStack, ltm_stack, metrics, serve
 
+pytestmark = pytest.mark.upstream
+
 SESSIONS, HISTORY, SECONDS, EVERY_S = 25, 300, 10.0, 0.2
 QUIET_MS, MAX_LAG_MS, CONCURRENCY = 500, 2_000, 2
 OK = 'amp_sync_handovers_total{result="ok"}'

@@ -23,6 +23,8 @@ from tests.engine_fixtures import WM
 from tests.sync.sessions import eventually
 from tests.sync.stack import LtmStack, ltm_stack, search
 
+pytestmark = pytest.mark.upstream
+
 QUIET_MS, MAX_LAG_MS = 100, 1_000
 Client = TestClient[Any, Any] | aiohttp.ClientSession
 TURNS = [("user", "My name is Ada. I live in Paris."), ("assistant", "Nice to meet you, Ada."),

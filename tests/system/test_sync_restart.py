@@ -21,6 +21,8 @@ from tests.support.faultproxy import fault_proxy
 from tests.sync.sessions import eventually
 from tests.sync.stack import LtmStack, ltm_stack, metrics, serve
 
+pytestmark = [pytest.mark.upstream, pytest.mark.faults]
+
 
 @pytest.fixture(scope="session")
 def ltm(stack: Stack, processes: ProcessGroup) -> LtmStack:
