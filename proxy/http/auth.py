@@ -50,7 +50,7 @@ from proxy.errors import CannotVerify, Refused
 from proxy.http.appkeys import METRICS, SETTINGS, UPSTREAM
 from proxy.observability.metrics import Metrics
 from proxy.tasks import cancel_and_wait, spawn
-from proxy.upstream.client import Upstream
+from proxy.upstream.client import Upstream, wire_value
 from proxy.upstream.credentials import AUTHORIZATION, Caller, Credentials, acting_for
 
 log = logging.getLogger("proxy.auth")
@@ -115,7 +115,7 @@ class AuthGuard:
     # --- per request ------------------------------------------------------------------
 
     def caller(self, request: web.Request) -> Caller:
-        values = tuple(request.headers.getall(AUTHORIZATION, ()))
+        values = tuple(wire_value(v) for v in request.headers.getall(AUTHORIZATION, ()))
         verify = None if self.mode == "off" else partial(self.check, values)
         return Caller(values, verify)
 

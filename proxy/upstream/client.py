@@ -65,6 +65,15 @@ def make_client_session(connect_timeout: float, read_timeout: float,
                                  cookie_jar=aiohttp.DummyCookieJar())
 
 
+def wire_value(value: str) -> str:
+    """A header value as it can be sent on: aiohttp decodes bytes that are not UTF-8 to
+    surrogates, which its client then drops (``Bearer \\xff`` would reach the upstream
+    as an empty ``Bearer``); they become U+FFFD instead, still a credential, still bad."""
+    if value.isascii():
+        return value
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _strip_hop_by_hop(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> CIMultiDict[str]:
     # Headers named in Connection are hop-by-hop too (RFC 9110 7.6.1).
     named = {
@@ -76,7 +85,7 @@ def _strip_hop_by_hop(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> CIMu
     for name, value in headers.items():
         lower = name.lower()
         if lower not in HOP_BY_HOP and lower not in named:
-            out.add(name, value)
+            out.add(name, wire_value(value))
     return out
 
 

@@ -170,3 +170,25 @@ async def test_the_proxys_own_calls_carry_the_service_token(
     without = await proxy_for(token_stack)
     with acting_as_proxy(), pytest.raises(ServiceCredentialMissing):
         await without.app[ENGINE].upstream.fetch("service-probe", None, None)
+
+
+async def _raw_get(port: int, path: str, authorization: bytes) -> tuple[int, bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nAuthorization: "
+                 + authorization + b"\r\nConnection: close\r\n\r\n")
+    data = await asyncio.wait_for(reader.read(), 30)
+    writer.close()
+    return int(data.split(b" ", 2)[1]), data.partition(b"\r\n\r\n")[2]
+
+
+@pytest.mark.parametrize("path", [WM + "raw-bytes", "/v1/summary-views"])
+async def test_a_credential_that_is_not_utf8(token_stack: AuthStack, proxy_for: ProxyFor,
+                                             path: str) -> None:
+    """Bytes that are not UTF-8 still reach the upstream as a (bad) credential, not as
+    none: its answer is "Invalid token" either way."""
+    proxy = await proxy_for(token_stack)
+    assert proxy.port is not None
+    upstream_port = int(token_stack.upstream.url.rsplit(":", 1)[1])
+    want = await _raw_get(upstream_port, path, b"Bearer \xff\xfe\xc3")
+    got = await _raw_get(proxy.port, path, b"Bearer \xff\xfe\xc3")
+    assert got == want == (401, b'{"detail":"Invalid token"}')
