@@ -111,6 +111,10 @@ async def test_sigterm_under_load_fails_nothing_and_loses_nothing(
         assert returncode == 0, served.log()[-3000:]
         assert DRAIN - 0.1 < exited_after < DRAIN + SHUTDOWN
         assert lb.served_while_draining > CLIENTS  # readiness gone, requests still served
+        print(f"drain ({ack_mode}): {sum(acked.values())} writes acknowledged, "
+              f"{lb.served_while_draining} of them after /-/readyz went 503 "
+              f"({lb.unready_at - sent_term:.3f} s after SIGTERM); exit "
+              f"{exited_after:.2f} s after SIGTERM; failures {len(failures)}")
         log = [orjson.loads(line) for line in served.log().splitlines()]
         assert any("draining" in line["message"] for line in log)
     # Everything acknowledged is in Redis, and a fresh proxy reads it back whole.
