@@ -28,9 +28,9 @@ from urllib.parse import quote, urlencode
 
 import orjson
 
-from proxy.errors import UpstreamError
+from proxy.errors import Refused, UpstreamError
 from proxy.upstream.client import Upstream, UpstreamAnswer
-from proxy.upstream.credentials import Credentials
+from proxy.upstream.credentials import Credentials, current_caller
 
 log = logging.getLogger("proxy.upstream.sessions")
 
@@ -45,6 +45,13 @@ NOTHING_STORED = frozenset((400, 401, 403, 422))
 
 def _path(session_id: str) -> str:
     return WM_PATH + quote(session_id, safe="")
+
+
+def _raise_refusal(answer: UpstreamAnswer) -> None:
+    """A client's credential refused mid-request (revoked since it was checked): the
+    client gets the upstream's own refusal, not a 502."""
+    if answer.status in (401, 403) and current_caller() is not None:
+        raise Refused(answer.status, answer.body, answer.headers.get("WWW-Authenticate"))
 
 
 def _scope_query(namespace: str | None, user_id: str | None) -> str:
@@ -117,6 +124,7 @@ class UpstreamSessions:
             return answer.body
         if answer.status == 404:
             return None
+        _raise_refusal(answer)
         raise UpstreamError(f"upstream answered {answer.status} reading {session_id!r}")
 
     async def hand_over(self, session_id: str, body: bytes) -> UpstreamAnswer:
@@ -127,4 +135,5 @@ class UpstreamSessions:
     async def delete(self, session_id: str, namespace: str | None, user_id: str | None) -> None:
         answer = await self._call("DELETE", _path(session_id) + _scope_query(namespace, user_id))
         if answer.status != 200:
+            _raise_refusal(answer)
             raise UpstreamError(f"upstream answered {answer.status} deleting {session_id!r}")

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
-from proxy.errors import Refused, ServiceCredentialMissing
+from proxy.errors import Refused, ServiceCredentialMissing, UpstreamError
 from proxy.tasks import spawn
+from proxy.upstream.client import Upstream
 from proxy.upstream.credentials import (
     Caller,
     Credentials,
@@ -17,6 +21,7 @@ from proxy.upstream.credentials import (
     current_caller,
     verify_caller,
 )
+from proxy.upstream.sessions import UpstreamSessions
 
 
 def test_a_client_call_carries_the_clients_headers_as_sent() -> None:
@@ -76,3 +81,28 @@ async def test_spawned_tasks_keep_the_caller() -> None:
     with acting_for(Caller(("Bearer client",))):
         task = spawn(later(), name="later")
     assert await task == "Bearer client"
+
+
+async def test_a_refusal_mid_request_is_the_clients_answer() -> None:
+    """A credential revoked between its check and a call made with it: the client gets
+    the upstream's refusal; a call of the proxy's own gets a plain upstream error."""
+    async def refuse(request: web.Request) -> web.Response:
+        return web.Response(status=401, body=b'{"detail":"Invalid token"}',
+                            content_type="application/json")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", refuse)
+    server = TestServer(app)
+    await server.start_server()
+    async with aiohttp.ClientSession() as session:
+        sessions = UpstreamSessions(Upstream(str(server.make_url("")), session))
+        with acting_for(Caller(("Bearer revoked",))), pytest.raises(Refused) as refused:
+            await sessions.delete("s-1", None, None)
+        assert (refused.value.status, refused.value.body()) == (
+            401, b'{"detail":"Invalid token"}')
+        with acting_for(Caller(("Bearer revoked",))), pytest.raises(Refused):
+            await sessions.fetch("s-1", None, None)
+        with pytest.raises(UpstreamError) as failed:
+            await sessions.delete("s-1", None, None)
+        assert not isinstance(failed.value, Refused)
+    await server.close()
