@@ -27,6 +27,7 @@ from aiohttp import web
 
 from proxy.config import ENV_PREFIX, Settings
 from proxy.errors import SettingsError
+from proxy.observability import accesslog
 from proxy.observability.logs import setup_logging
 
 log = logging.getLogger("proxy")
@@ -137,6 +138,7 @@ async def _serve(settings: Settings, reuse_port: bool) -> None:
                  settings.shutdown_timeout)
     finally:
         await runner.cleanup()
+        accesslog.flush()
     log.info("stopped")
 
 

@@ -2,9 +2,9 @@
 
 Outermost middleware, so the status it records is the one the client gets, including the
 answers errors.py maps from exceptions. Cheap on the hot path (about 2 us): two clock
-reads, a few additions in plain numbers (metrics.py), and a log call that returns at once
-when INFO is off. The response carries the id; a streamed one (the pass-through) gets it
-from the upstream client before its headers go out.
+reads, a few additions in plain numbers (metrics.py), and an access line appended to a
+batch (accesslog.py) when INFO is on. The response carries the id; a streamed one (the
+pass-through) gets it from the upstream client before its headers go out.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from proxy.observability import context
+from proxy.observability import accesslog, context
 from proxy.observability.metrics import Metrics
 
 log = logging.getLogger("proxy.access")
@@ -39,6 +39,7 @@ def route_label(request: web.Request) -> str:
 
 def make_middleware(metrics: Metrics, draining: asyncio.Event) -> Middleware:
     info = logging.INFO
+    sink = accesslog.sink()  # batched lines when serve set logging up, else logging
 
     @web.middleware
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -67,7 +68,9 @@ def make_middleware(metrics: Metrics, draining: asyncio.Event) -> Middleware:
             elapsed = time.perf_counter() - started
             route = route_label(request)
             metrics.request_done(route, request.method, status, elapsed)
-            if log.isEnabledFor(info):
+            if sink is not None:
+                sink.line(request.method, request.path, status, elapsed, rid, route)
+            elif log.isEnabledFor(info):
                 log.info("%s %s %d %.1fms id=%s", request.method, request.path, status,
                          elapsed * 1000, rid,
                          extra={"route": route, "status": status,

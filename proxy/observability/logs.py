@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from proxy.observability import context
+from proxy.observability import accesslog, context
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 ACCESS_FIELDS = ("route", "status", "duration_ms")
@@ -53,3 +53,6 @@ def setup_logging(level: str, fmt: str = "text") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # Access lines skip logging's per-record cost when they are on (accesslog.py).
+    on = logging.getLogger(accesslog.LOGGER).isEnabledFor(logging.INFO)
+    accesslog.install(accesslog.AccessSink(sys.stderr, fmt == "json") if on else None)

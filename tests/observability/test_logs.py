@@ -8,7 +8,7 @@ import os
 import orjson
 import pytest
 
-from proxy.observability import context
+from proxy.observability import accesslog, context
 from proxy.observability.logs import setup_logging
 
 
@@ -17,6 +17,7 @@ def restore_logging() -> object:
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     yield None
+    accesslog.install(None)  # set_logging installed a sink on the captured stream
     for h in list(root.handlers):
         root.removeHandler(h)
     for h in handlers:
