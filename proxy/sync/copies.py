@@ -70,7 +70,7 @@ class Copy:
     def from_stored(cls, doc: bytes, messages: list[bytes]) -> Copy:
         """The proxy's copy: its meta ``doc`` and its stored (canonical) messages."""
         d = orjson.loads(doc)
-        return cls([orjson.loads(m) for m in messages], d["memories"],
+        return cls(orjson.loads(b"[" + b",".join(messages) + b"]"), d["memories"],
                    {k: d[k] for k in (*FIELDS, "ttl_seconds")}, {k: d[k] for k in TIMES})
 
     @classmethod

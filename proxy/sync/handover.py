@@ -13,6 +13,7 @@ hand-overs have gone on for that long without a single stamp seen, polls stop un
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import math
@@ -20,6 +21,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import ParamSpec, TypeVar
 
 import orjson
 
@@ -37,6 +39,12 @@ from proxy.sync.records import Record, Records
 
 log = logging.getLogger("proxy.sync")
 
+P = ParamSpec("P")
+T = TypeVar("T")
+# Parsing, comparing and digesting a session is O(session) Python work: past this many
+# bytes it runs in a worker thread, so that the event loop serving requests gets the
+# interpreter back every few milliseconds instead of waiting for the whole of it.
+OFF_LOOP_BYTES = 256 * 1024
 STORE_ATTEMPTS = 3  # a session written steadily may refuse a merge's store once or twice
 SETTLE_WINDOW_MS = 200_000  # follow-up polls stop this long after a hand-over
 SETTLE_MAX_DELAY_MS = 60_000
@@ -57,6 +65,12 @@ def settle_delay(base_ms: float, step: int) -> float | None:
     """Delay before follow-up poll ``step`` (0-based), None once the window is spent."""
     delays = [min(base_ms * (1 << i), SETTLE_MAX_DELAY_MS) for i in range(step + 1)]
     return None if sum(delays) > SETTLE_WINDOW_MS else float(delays[-1])
+
+
+async def off_loop(size: int, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    if size > OFF_LOOP_BYTES:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+    return fn(*args, **kwargs)
 
 
 def retry_delay(failures: int) -> float:
@@ -91,7 +105,8 @@ class HandOver:
         keys = self.store.keys(logical_key(session_id, namespace, user_id))
         # The upstream's copy first: the proxy's, read after it, is then as fresh as it
         # can be when the merge is stored (a client's write in between refuses that).
-        theirs = self._theirs(keys, await self.upstream.fetch(session_id, namespace, user_id))
+        raw = await self.upstream.fetch(session_id, namespace, user_id)
+        theirs = await off_loop(len(raw or b""), self._theirs, keys, raw)
         if theirs is not None and not self._stamps_seen:
             self._stamps_seen = theirs.stamped()
         record = await self.records.load(keys)
@@ -100,8 +115,8 @@ class HandOver:
             if snap is None:  # deleted or expired here since it was marked
                 await self.records.forget(keys)
                 return Result("gone", "gone")
-            ours, ours_expires = Copy.from_stored(snap.meta.doc, snap.messages), snap.meta.expires
-            merged = merge(ours, theirs, record, snap.meta.version / 1e6)
+            size, ours_expires = sum(map(len, snap.messages)), snap.meta.expires
+            ours, merged = await off_loop(size, _read_and_merge, snap, theirs, record)
             if merged.copy.same_as(ours):
                 break
             stored = await self._store(keys, snap, ours, merged)
@@ -112,19 +127,20 @@ class HandOver:
         # stored by the next round (the writes made the session due again).
         self._report(keys, merged, record)
         ttl = await self._ttl_left(keys, ours_expires)
+        same = theirs is not None and merged.copy.same_as(theirs)
         # A session that expires is handed over after every write: each resets its TTL.
-        handed = theirs is None or not merged.copy.same_as(theirs) or (
-            ttl is not None and claim.seq > 0)
+        handed = not same or (ttl is not None and claim.seq > 0)
         if handed:
-            answer = await self.upstream.hand_over(session_id, merged.copy.put_body(ttl))
+            body = await off_loop(size, merged.copy.put_body, ttl)
+            answer = await self.upstream.hand_over(session_id, body)
             if answer.status != 200:
                 return self._refused(claim, keys, answer.status, answer.body)
             if await self.records.deleted_since(keys, claimed_ms):
                 # Deleted through the proxy while this was in flight: undo it upstream.
                 await self.upstream.delete(session_id, namespace, user_id)
                 return Result("clean", "superseded")
-        if handed or record is None or not record.knows(merged.copy.content()):
-            await self.records.save(keys, Record.after(merged.copy, record))
+        if handed or record is None or not same:
+            await self.records.save(keys, await off_loop(size, Record.after, merged.copy, record))
         return self._next(claim, handed, merged.copy if handed or theirs is None else theirs)
 
     async def _ttl_left(self, keys: SessionKeys, expires: bool) -> int | None:
@@ -236,3 +252,9 @@ class HandOver:
         if delay is None:
             return Result("clean", label)
         return Result("settle", label, delay, step + 1)
+
+
+def _read_and_merge(snap: Snapshot, theirs: Copy | None, record: Record | None
+                    ) -> tuple[Copy, Merged]:
+    ours = Copy.from_stored(snap.meta.doc, snap.messages)
+    return ours, merge(ours, theirs, record, snap.meta.version / 1e6)

@@ -30,7 +30,7 @@ Outcome = Literal["gone", "retry", "clean", "settle"]
 @dataclass(frozen=True, slots=True)
 class Claim:
     member: bytes  # the session's index member: JSON [namespace, user_id, session_id]
-    seq: int  # the session's write count when claimed
+    seq: int  # writes counted since its last clean round (0: a follow-up poll, nothing new)
     step: int  # follow-up polls made so far
     failures: int  # rounds failed in a row before this one
 

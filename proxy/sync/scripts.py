@@ -81,7 +81,8 @@ return lost
 #   gone    the session no longer exists here: forget it
 #   retry   the round failed: due again after the delay, which writes cannot shorten
 #   clean   handed over (or already in sync), nothing to watch: forget it
-#   settle  handed over (or already in sync); look again after the delay (step = poll #)
+#   settle  handed over (or already in sync); look again after the delay (step = poll #);
+#           the write count restarts, so the poll's claim carries seq 0
 # A session written during the round (seq moved) stays dirty from the claim's time on and
 # is due as its writes made it, whatever the outcome but retry. Returns 1, or 0 when the
 # claim was no longer this holder's (ran out and taken over: the new holder decides).
@@ -121,6 +122,7 @@ end
 redis.call('ZREM', KEYS[2], m)
 if outcome == 'settle' then
   redis.call('ZADD', KEYS[1], ms(now + tonumber(ARGV[4])), m)
+  seq = '0'  -- nothing written here is outstanding: a poll's claim says so (seq 0)
   keep(0, ARGV[7], 0)
 else
   redis.call('ZREM', KEYS[1], m)

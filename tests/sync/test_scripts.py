@@ -115,6 +115,6 @@ async def test_settle_polls_again_later_and_gone_forgets(redis_client: aioredis.
     assert await redis_client.zscore(KEYS.dirty, m) is None  # handed over: not behind
     await asyncio.sleep(0.06)
     [poll] = (await led.claim(1)).claims
-    assert poll.step == 1
+    assert (poll.step, poll.seq) == (1, 0)  # a poll: no write outstanding
     assert await led.done(poll, "gone")
     assert not await redis_client.exists(KEYS.due, KEYS.state)
