@@ -7,6 +7,7 @@ itself looks up by id on a DELETE of a missing key, a delete of exactly one upst
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+from urllib.parse import quote, urlencode
 
 import orjson
 
@@ -16,7 +17,7 @@ from proxy.errors import ForwardToUpstream, UpstreamError
 from proxy.store.idindex import Found
 from proxy.store.keys import SessionKeys, logical_key
 from proxy.store.store import Store
-from proxy.upstream.sessions import UpstreamSessions
+from proxy.upstream.sessions import WM_PATH, UpstreamSessions
 
 if TYPE_CHECKING:
     from proxy.engine.engine import Engine
@@ -65,10 +66,17 @@ async def delete_target(engine: Engine, session_id: str, q: codec.Query
 async def delete_upstream_copy(upstream: UpstreamSessions, dialect: Dialect, session_id: str,
                                namespace: str | None, user_id: str | None) -> None:
     """Delete the upstream's document at exactly this key. Under 0.15.2 a DELETE of a
-    missing key deletes the one session it finds by id instead (some other session), so
-    the key is made to exist first: an empty PUT (no messages or memories, so nothing is
-    summarized or promoted), then the DELETE."""
+    missing key deletes the one session it finds by id instead (some other session). So
+    a GET of one message asks first: 404 means no document at that key (nor one found by
+    id), and nothing is sent; else the key is made to exist, by an empty PUT (no messages
+    or memories: nothing is summarized or promoted), and then deleted."""
     if dialect.lookup_by_id:
+        path = WM_PATH + quote(session_id, safe="") + "?" + urlencode(
+            {k: v for k, v in (("namespace", namespace), ("user_id", user_id)) if v}
+            | {"recent_messages_limit": "1"})
+        found = await upstream.upstream.call("GET", path, None, upstream.credentials.headers())
+        if found.status == 404:
+            return
         body = orjson.dumps({"namespace": namespace, "user_id": user_id})
         answer = await upstream.store_put(session_id, body, "application/json", "")
         if answer.status != 200:
