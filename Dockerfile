@@ -6,7 +6,7 @@
 #       -e AMP_UPSTREAM_URL=http://agent-memory-server:8000 -e AMP_REDIS_URL=redis://redis:6379/0 \
 #       agent-memory-proxy
 #
-# Every setting comes from an AMP_* variable (`agent-memory-proxy serve --help` lists them);
+# Every setting comes from an AMP_<KEY> variable (the keys of config/proxy.example.toml);
 # arguments after the image name are added to `serve`. The build needs only the package index;
 # when deploy/wheels/ holds wheels it installs from them alone (an offline build).
 ARG PYTHON_IMAGE=python:3.11-slim
