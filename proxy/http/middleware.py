@@ -42,6 +42,14 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         log.log(level, "%s %s -> %d: %s", request.method, request.path, exc.status, exc.detail)
         return web.Response(status=exc.status, body=exc.body(),
                             content_type="application/json", headers=exc.headers())
+    except OverflowError:
+        # The codec does the upstream's arithmetic (a window times the summarization
+        # threshold, as a float): where it overflows (a 400-digit context_window_max),
+        # the upstream fails with its generic 500, before storing anything; so does this.
+        log.warning("%s %s -> 500: arithmetic overflow, as upstream", request.method,
+                    request.path, exc_info=True)
+        return web.Response(status=500, body=b"Internal Server Error",
+                            content_type="text/plain", charset="utf-8")
     except web.HTTPNotFound:
         if request.raw_path.startswith("/"):
             raise

@@ -69,6 +69,18 @@ async def test_a_huge_recent_messages_limit_on_a_held_session(sides: Sides,
     assert got.status == (422 if limit == "1" * 4301 else 200)
 
 
+@pytest.mark.parametrize("window", ["9" * 400, "-" + "9" * 400, "9" * 300])
+async def test_a_huge_context_window_on_a_held_session(sides: Sides, window: str) -> None:
+    """Past what a float holds the upstream's own arithmetic overflows: a 500 before
+    anything is stored (a PUT with messages), or no percentages at all (a negative one)."""
+    await sides.same("PUT", WM + "SIDE-window", orjson.dumps({"messages": MESSAGES}))
+    query = f"?context_window_max={window}"
+    await sides.same("GET", WM + "SIDE-window" + query)
+    more = {"messages": [*MESSAGES, {**MESSAGES[0], "id": "m9", "content": "later"}]}
+    await sides.same("PUT", WM + "SIDE-window" + query, orjson.dumps(more))
+    await sides.same("GET", WM + "SIDE-window")  # nothing of a failed PUT was stored
+
+
 async def test_the_prompt_does_not_import_what_the_rest_routes_cannot_reach(
         proxy: TestClient[Any, Any], redis_client: aioredis.Redis) -> None:
     """An id with braces never matches the REST routes' {session_id}: such a session lives
