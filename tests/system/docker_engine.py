@@ -58,14 +58,15 @@ class Engine:
 
     def stop(self) -> None:
         """Stop the daemon if it was started here (containers it ran stop with it)."""
-        if self.daemon is None or self.daemon.poll() is not None:
-            return
-        self.daemon.send_signal(signal.SIGTERM)
-        try:
-            self.daemon.wait(30)
-        except subprocess.TimeoutExpired:
-            self.daemon.kill()
-            self.daemon.wait()
+        if self.daemon is not None and self.daemon.poll() is None:
+            self.daemon.send_signal(signal.SIGTERM)
+            try:
+                self.daemon.wait(30)
+            except subprocess.TimeoutExpired:
+                self.daemon.kill()
+                self.daemon.wait()
+        if self.log_path is not None:
+            shutil.rmtree(self.log_path.parent, ignore_errors=True)
 
     def log_tail(self, limit: int = 2000) -> str:
         if self.log_path is None:
@@ -106,13 +107,15 @@ def start_engine() -> Engine:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if daemon.poll() is not None:
-            raise EngineUnavailable(f"dockerd exited ({daemon.returncode}): "
-                                    + _last_line(engine.log_tail()))
+            reason = f"dockerd exited ({daemon.returncode}): {_last_line(engine.log_tail())}"
+            engine.stop()
+            raise EngineUnavailable(reason)
         if _answers(docker):
             return engine
         time.sleep(0.2)
+    reason = f"dockerd did not answer within 30 s: {_last_line(engine.log_tail())}"
     engine.stop()
-    raise EngineUnavailable("dockerd did not answer within 30 s: " + _last_line(engine.log_tail()))
+    raise EngineUnavailable(reason)
 
 
 def _answers(docker: str) -> bool:
