@@ -12,8 +12,8 @@ start-up. Metrics run in prometheus_client's multiprocess mode over a directory 
 owns, so a scrape answered by any worker reports the whole group.
 
 Default worker count: the cores this process may run on, ``os.sched_getaffinity``
-(taskset, cpusets, Docker's ``--cpuset-cpus``), capped by a cgroup v2 CPU quota (Docker's
-``--cpus``, a Kubernetes CPU limit) when one is set. ``os.cpu_count()`` counts the
+(taskset, cpusets, Docker's ``--cpuset-cpus``), capped by a cgroup CPU quota (v2 or v1:
+Docker's ``--cpus``, a Kubernetes CPU limit) when one is set. ``os.cpu_count()`` counts the
 machine's cores instead: a sidecar limited to one CPU on a 64-core node would fork 64.
 """
 
@@ -38,7 +38,7 @@ from proxy.config import Settings
 log = logging.getLogger("proxy.workers")
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client reads it when imported
-CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+CGROUP = Path("/sys/fs/cgroup")
 STARTUP_GRACE = 5.0  # a worker that dies sooner is broken, not unlucky: no restart
 # A worker's stop takes at most drain_seconds + 2 x shutdown_timeout (in-flight requests,
 # then the write queue); one still running this long after that is stuck, and killed.
@@ -67,16 +67,32 @@ def early_signals() -> list[signal.Signals]:
     return taken
 
 
-def available_cores(cpu_max: Path = CGROUP_CPU_MAX) -> int:
-    """Cores this process may use: its affinity, capped by a cgroup v2 CPU quota."""
+def available_cores(cgroup: Path = CGROUP) -> int:
+    """Cores this process may use: its affinity, capped by a cgroup CPU quota."""
     cores = len(os.sched_getaffinity(0))
-    try:
-        quota, period = cpu_max.read_text().split()[:2]
-        if quota != "max":
-            cores = min(cores, math.ceil(int(quota) / int(period)))
-    except (OSError, ValueError):
-        pass  # no cgroup v2 CPU controller here: the affinity alone
+    quota = _cpu_quota(cgroup)
+    if quota is not None:
+        cores = min(cores, math.ceil(quota))
     return max(1, cores)
+
+
+def _cpu_quota(cgroup: Path) -> float | None:
+    """CPUs' worth of time the cgroup may use (None: no limit, or no CPU controller):
+    cgroup v2's ``cpu.max`` ("<quota> <period>" or "max <period>"), else cgroup v1's
+    ``cpu.cfs_quota_us`` (-1: none) over ``cpu.cfs_period_us``."""
+    try:
+        quota, period = (cgroup / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    for v1 in (cgroup / "cpu", cgroup / "cpu,cpuacct"):
+        try:
+            quota_us = int((v1 / "cpu.cfs_quota_us").read_text())
+            period_us = int((v1 / "cpu.cfs_period_us").read_text())
+        except (OSError, ValueError):
+            continue
+        return None if quota_us <= 0 or period_us <= 0 else quota_us / period_us
+    return None
 
 
 def worker_count(setting: int) -> int:

@@ -30,11 +30,22 @@ AFFINITY = len(os.sched_getaffinity(0))
     ("6400000 100000\n", AFFINITY),  # a quota above the cores one may use
     ("garbage\n", AFFINITY),
 ])
-def test_cores_follow_affinity_and_cgroup_quota(tmp_path: Path, cpu_max: str,
-                                                 expected: int) -> None:
-    path = tmp_path / "cpu.max"
-    path.write_text(cpu_max)
-    assert available_cores(path) == expected
+def test_cores_follow_affinity_and_cgroup_v2_quota(tmp_path: Path, cpu_max: str,
+                                                    expected: int) -> None:
+    (tmp_path / "cpu.max").write_text(cpu_max)
+    assert available_cores(tmp_path) == expected
+
+
+@pytest.mark.parametrize(("folder", "quota", "expected"), [
+    ("cpu", "-1", AFFINITY),
+    ("cpu", "50000", 1),
+    ("cpu,cpuacct", "150000", min(AFFINITY, 2)),
+])
+def test_cgroup_v1_quota(tmp_path: Path, folder: str, quota: str, expected: int) -> None:
+    (tmp_path / folder).mkdir()
+    (tmp_path / folder / "cpu.cfs_quota_us").write_text(quota + "\n")
+    (tmp_path / folder / "cpu.cfs_period_us").write_text("100000\n")
+    assert available_cores(tmp_path) == expected
 
 
 def test_no_cgroup_file_means_affinity(tmp_path: Path) -> None:
