@@ -119,6 +119,7 @@ class Flusher:
             # Redis restarted, or a replica without them was promoted (SCRIPT LOAD is not
             # replicated): load them on every master before the next pipeline.
             self.store.scripts_loaded = False
+        resent = {id(item) for item in lost} if retry else set()
         if lost and retry:
             # An EVALSHA refused ran nothing: send those writes again.
             log.warning("redis lost the write scripts; reloading")
@@ -135,7 +136,7 @@ class Flusher:
             error = next((r for r in replies[position:position + count]
                           if isinstance(r, Exception)), None)
             position += count
-            if item.done.done():
+            if item.done.done() or id(item) in resent:  # the retry above owns it
                 continue
             if error is not None:
                 log.error("write to %s failed: %r", item.write.keys.logical, error)

@@ -6,9 +6,10 @@ the writes of its own connection). On a cluster, redis-py's ClusterPipeline will
 it refuses EVALSHA, and when one node fails it closes every connection of the client and
 retries the whole pipeline. Here the commands are grouped by the master serving their
 slot and each group goes out as that node's own pipeline (with its own WAIT), all groups
-at once; a node that fails fails only its own group, and a connection error or a
-redirection (MOVED, ASK, TRYAGAIN, CLUSTERDOWN) refreshes the slot map in the background,
-so that the next flush goes to whoever serves the slot now (a promoted replica).
+at once; a node that fails fails only its own group. A connection error or a redirection
+(MOVED, ASK, TRYAGAIN, CLUSTERDOWN) reloads the slot map at once, and the commands whose
+slot another master serves since (a replica promoted by a failover) go out again, once:
+a write during a failover fails fast until the promotion, and goes through after it.
 
 Replies come back in command order, an exception in place of each command that failed;
 when a WAIT returns fewer replicas than asked, every reply of its pipeline is replaced by
@@ -32,6 +33,7 @@ from redis.exceptions import (
     RedisError,
     TryAgainError,
 )
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from proxy.errors import NotReplicated
 from proxy.store.connect import RedisClient
@@ -92,14 +94,34 @@ class Batches:
     async def _run_cluster(self, client: RedisCluster, stack: Sequence[Command]) -> list[Any]:
         await client.initialize()  # at once when already initialized
         replies: list[Any] = [None] * len(stack)
+        sent = await self._send(client, stack, range(len(stack)), replies)
+        failed = [p for p in range(len(stack)) if p not in sent or _retryable(replies[p])]
+        if not failed:
+            return replies
+        # A node refused or redirected: reload the slot map now, and send again what
+        # another node serves since (a replica promoted after a failover). Refused
+        # connections ran nothing; a connection lost mid-reply may have run a script,
+        # whose conditional version then refuses it (Conflict), and the engine re-plans.
+        await self._reload(client)
+        moved = [p for p in failed if _owner(client, stack[p]) not in (None, sent.get(p))]
+        if moved:
+            await self._send(client, stack, moved, replies)
+        return replies
+
+    async def _send(self, client: RedisCluster, stack: Sequence[Command],
+                    positions: Sequence[int], replies: list[Any]) -> dict[int, str]:
+        """Send the commands at ``positions``, one pipeline per master; fills ``replies``
+        and returns the node each command went to."""
         groups: dict[str, tuple[ClusterNode, list[PipelineCommand]]] = {}
-        stale = False
-        for position, (args, options) in enumerate(stack):
+        sent: dict[int, str] = {}
+        for position in positions:
+            args, options = stack[position]
             try:
                 node = client.nodes_manager.get_node_from_slot(slot_of(_key_of(args)))
             except RedisError as exc:  # a slot no master serves (mid-failover)
-                replies[position], stale = exc, True
+                replies[position] = exc
                 continue
+            sent[position] = node.name
             groups.setdefault(node.name, (node, []))[1].append(
                 PipelineCommand(position, *args, **options))
         outcomes = await asyncio.gather(*(self._on_node(node, commands)
@@ -109,17 +131,21 @@ class Batches:
             if isinstance(outcome, BaseException):
                 if not isinstance(outcome, Exception):
                     raise outcome  # cancelled
-                log.warning("pipeline to %s failed: %r", node.name, outcome)
-                stale = True
+                log.warning("pipeline to %s failed: %r %s", node.name, outcome, outcome)
                 for command in commands:
                     replies[command.position] = outcome
                 continue
             for command, reply in zip(commands, outcome, strict=True):
                 replies[command.position] = reply
-                stale = stale or isinstance(reply, _STALE_MAP)
-        if stale:
-            self.refresh()
-        return replies
+        return sent
+
+    async def _reload(self, client: RedisCluster) -> None:
+        if self._refreshing is not None and not self._refreshing.done():
+            await asyncio.wait({self._refreshing})  # one reload at a time
+            return
+        self.refresh()
+        assert self._refreshing is not None
+        await asyncio.wait({self._refreshing})
 
     async def _on_node(self, node: ClusterNode, commands: list[PipelineCommand]) -> list[Any]:
         wait = PipelineCommand(-1, "WAIT", self.replicas, self.timeout_ms)
@@ -145,6 +171,17 @@ class Batches:
     async def close(self) -> None:
         await cancel_and_wait(self._refreshing)
         await self._collector.aclose(close_connection_pool=True)
+
+
+def _retryable(reply: Any) -> bool:
+    return isinstance(reply, (*_STALE_MAP, RedisConnectionError, OSError))
+
+
+def _owner(client: RedisCluster, command: Command) -> str | None:
+    try:
+        return str(client.nodes_manager.get_node_from_slot(slot_of(_key_of(command[0]))).name)
+    except RedisError:
+        return None
 
 
 def _key_of(args: tuple[Any, ...]) -> str:
