@@ -26,7 +26,9 @@ from typing import ParamSpec, TypeVar
 import orjson
 
 from proxy import codec
+from proxy.codec.dialect import imported_scope
 from proxy.engine.engine import Engine
+from proxy.engine.lookup import delete_upstream_copy
 from proxy.engine.plan import Plan
 from proxy.errors import Conflict, HttpError, Unsupported
 from proxy.observability.metrics import Metrics
@@ -106,10 +108,13 @@ class HandOver:
         # The upstream's copy first: the proxy's, read after it, is then as fresh as it
         # can be when the merge is stored (a client's write in between refuses that).
         raw = await self.upstream.fetch(session_id, namespace, user_id)
+        record = await self.records.load(keys)
+        if raw is not None and not self._at_exact_key(raw, session_id, namespace, user_id,
+                                                      record):
+            raw = None  # another session, found by the upstream's lookup by id: not ours
         theirs = await off_loop(len(raw or b""), self._theirs, keys, raw)
         if theirs is not None and not self._stamps_seen:
             self._stamps_seen = theirs.stamped()
-        record = await self.records.load(keys)
         for _ in range(STORE_ATTEMPTS):
             snap = await self.store.snapshot(keys, None)
             if snap is None:  # deleted or expired here since it was marked
@@ -136,8 +141,10 @@ class HandOver:
             if answer.status != 200:
                 return self._refused(claim, keys, answer.status, answer.body)
             if await self.records.deleted_since(keys, claimed_ms):
-                # Deleted through the proxy while this was in flight: undo it upstream.
-                await self.upstream.delete(session_id, namespace, user_id)
+                # Deleted through the proxy while this was in flight: undo it upstream
+                # (exactly this key: 0.15.2 would delete another session found by id).
+                await delete_upstream_copy(self.upstream, self.engine.dialect, session_id,
+                                           namespace, user_id)
                 return Result("clean", "superseded")
         if handed or record is None or not same:
             await self.records.save(keys, await off_loop(size, Record.after, merged.copy, record))
@@ -149,6 +156,31 @@ class HandOver:
             return None
         left_ms = int(await self.store.redis.pttl(keys.meta))
         return max(1, math.ceil(left_ms / 1000)) if left_ms > 0 else None
+
+    def _at_exact_key(self, raw: bytes, session_id: str, namespace: str | None,
+                      user_id: str | None, record: Record | None) -> bool:
+        """Whether the upstream's answer is the document at this session's own key.
+
+        Under 0.15.2 a GET whose exact key is missing answers with the one session its
+        search index finds by id (case-insensitively, in other scopes too), so a session
+        never handed over may be answered with someone else's. Such a copy is never
+        merged: before the first hand-over the upstream's answer is taken as absent (the
+        hand-over then writes the exact key, as a client's PUT would), and after it an
+        answer whose scope cannot lie at this key is too."""
+        dialect = self.engine.dialect
+        if not dialect.lookup_by_id:
+            return True
+        if record is None:
+            return False
+        try:
+            answer = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return False
+        if not isinstance(answer, dict):
+            return False
+        scope = imported_scope(logical_key, session_id, (namespace, user_id),
+                               (answer.get("namespace") or None, answer.get("user_id") or None))
+        return scope is not None
 
     def _theirs(self, keys: SessionKeys, raw: bytes | None) -> Copy | None:
         if raw is None:
