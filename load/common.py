@@ -58,12 +58,26 @@ def _content(n: int, role: str) -> str:
     return f"{role} turn {n}: " + " ".join(words)
 
 
-def message(role: str, created_at: datetime | None = None) -> bytes:
-    """One encoded message (~230 bytes) with a unique id and a timestamp."""
+_SHORT = ("ok", "thanks!", "sure, 3 pm works", "what about tomorrow?", "yes", "no, the other one",
+          "done", "can you check again?", "great, go ahead", "hmm, not quite")
+
+
+def _short_content(n: int) -> str:
+    return _SHORT[n % len(_SHORT)]
+
+
+#: Message mixes: the benchmark's own (~230-byte messages) and short chat turns (~120 bytes,
+#: most of them id and timestamp).
+MIXES = ("bench", "chat")
+
+
+def message(role: str, created_at: datetime | None = None, mix: str = "bench") -> bytes:
+    """One encoded message with a unique id and a timestamp: ~230 bytes in the "bench"
+    mix, ~120 in the "chat" mix."""
     n = next(_counter)
     return orjson.dumps({
         "role": role,
-        "content": _content(n, role),
+        "content": _content(n, role) if mix == "bench" else _short_content(n),
         "id": f"m{os.getpid():x}-{n:09d}-{uuid.uuid4().hex[:10]}",
         "created_at": iso(created_at or datetime.now(UTC)),
     })
@@ -80,16 +94,17 @@ class Clock:
         return now
 
 
-def turn(clock: Clock | None = None) -> list[bytes]:
+def turn(clock: Clock | None = None, mix: str = "bench") -> list[bytes]:
     """A user message and the assistant's answer (dated now unless a clock is given)."""
-    return [message("user", clock() if clock else None),
-            message("assistant", clock() if clock else None)]
+    return [message("user", clock() if clock else None, mix),
+            message("assistant", clock() if clock else None, mix)]
 
 
-def history(count: int, clock: Clock | None = None) -> list[bytes]:
+def history(count: int, clock: Clock | None = None, mix: str = "bench") -> list[bytes]:
     """``count`` messages dated in the past, oldest first, for seeding a session."""
     clock = clock or Clock()
-    return [message("user" if i % 2 == 0 else "assistant", clock()) for i in range(count)]
+    return [message("user" if i % 2 == 0 else "assistant", clock(), mix)
+            for i in range(count)]
 
 
 def put_body(session_id: str, messages: list[bytes]) -> bytes:

@@ -1,8 +1,10 @@
-"""The floor: a bare aiohttp handler that returns fixed bytes, run as its own process.
+"""The floor: bare aiohttp handlers that return fixed bytes, run as their own process.
 
-``PUT /body`` stores the bytes to serve (the benchmark uploads what the proxy's GET recent
-returned); ``GET /body`` answers with them as JSON. Nothing else happens per request, so its
-latency is what any aiohttp server on this machine costs, client included.
+``PUT /body`` stores the bytes to answer with (the benchmark uploads what the proxy just
+returned); ``GET /body`` answers with them; ``PUT /sink`` reads a whole request body (the
+benchmark sends the body it just sent the proxy) and answers with them. Nothing else
+happens per request, so their latency is what any aiohttp server on this machine costs
+to receive and send those bytes, client included.
 
     python -m load.floor --port 8099
 """
@@ -13,16 +15,31 @@ import argparse
 
 from aiohttp import web
 
-BODY = web.AppKey("body", bytearray)
+
+class Answer:
+    """The bytes every answer carries (kept as bytes: answering copies nothing)."""
+
+    body = b"{}"
+
+
+ANSWER = web.AppKey("answer", Answer)
+
+
+def _respond(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[ANSWER].body, content_type="application/json")
 
 
 async def _get(request: web.Request) -> web.Response:
-    return web.Response(body=bytes(request.app[BODY]), content_type="application/json")
+    return _respond(request)
+
+
+async def _sink(request: web.Request) -> web.Response:
+    await request.read()
+    return _respond(request)
 
 
 async def _put(request: web.Request) -> web.Response:
-    body = request.app[BODY]
-    body[:] = await request.read()
+    request.app[ANSWER].body = await request.read()
     return web.Response(body=b'{"status":"ok"}', content_type="application/json")
 
 
@@ -31,10 +48,11 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 def create_app() -> web.Application:
-    app = web.Application(client_max_size=64 * 1024 * 1024)
-    app[BODY] = bytearray(b"{}")
+    app = web.Application(client_max_size=256 * 1024 * 1024)
+    app[ANSWER] = Answer()
     app.router.add_get("/body", _get)
     app.router.add_put("/body", _put)
+    app.router.add_put("/sink", _sink)
     app.router.add_get("/-/healthz", _healthz)
     return app
 

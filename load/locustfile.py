@@ -82,6 +82,16 @@ events.quitting.add_listener(_write_timings)
 
 
 _users_seeded = 0
+_seed: list[bytes] = []
+
+
+def _seed_history() -> list[bytes]:
+    """The SEED messages every session starts with, built once per process: sessions are
+    told apart by their ids, and hundreds of users each building thousands of messages
+    would keep the load generator busy instead of the server."""
+    if len(_seed) != SEED:
+        _seed[:] = history(SEED)
+    return _seed
 
 
 def _seeded(user: FastHttpUser) -> None:
@@ -108,7 +118,7 @@ class _SessionUser(FastHttpUser):
 
     def _new_session(self) -> None:
         self.session_id = new_session_id("locust")
-        self.messages = history(SEED)
+        self.messages = list(_seed_history())
         if SEED:
             self._put_full(f"PUT seed [{bucket(SEED)}]")
 

@@ -14,6 +14,7 @@ from load.verdicts import Verdict, concurrency_ratios
 
 OP_LABELS = {"get_recent": "GET recent (limit 20)", "get_full": "GET full",
              "put_full": "PUT full session (+2 messages)", "append": "POST append (+2 messages)"}
+FLOORED = ("get_recent", "put_full")  # also timed against the floor (load/floor.py)
 
 
 @dataclass
@@ -66,13 +67,13 @@ def size_section(table: list[Stat], gap_s: float) -> list[str]:
             row += [_x(speed), str((up.n if up else 0) + (px.n if px else 0))]
             errs = (up.errors if up else 0) + (px.errors if px else 0)
             row.append(str(errs))
-            if op == "get_recent":
+            if op in FLOORED:
                 row += [_ms(fl.p50_ms) if fl else "-",
                         _x(px.p50_ms / fl.p50_ms) if px and fl and px.n and fl.n else "-"]
             rows.append(row)
         header = ["messages", "upstream p50", "p95", "p99", "proxy p50", "p95", "p99",
                   "speedup", "samples", "errors"]
-        if op == "get_recent":
+        if op in FLOORED:
             header += ["floor p50", "proxy / floor"]
         out += [f"### {OP_LABELS[op]}", ""] + _table(header, rows)
     out += ["### Growth: p50 at each size / p50 at the smallest size", ""]
@@ -104,18 +105,45 @@ def locust_section(rows: list[LocustRow], seconds: int, seed: int, limit: int,
             for r in sorted(rows, key=lambda r: (r.target, r.user_class, r.name, r.users))]
     out += _table(["target", "user class", "users", "request", "count", "failures", "p50",
                    "p95", "p99", "req/s"], body)
-    out += ["### Degradation: p95 at 25 users / p95 at 1 user (bucket 1k-2k)", ""]
+    out += ["### Degradation: p95 at N users / p95 at 1 user (bucket 1k-2k)", ""]
     deg = []
-    for target in ("upstream", "proxy"):
-        for kind, (one, many, ratio) in concurrency_ratios(rows, target).items():
-            deg.append([target, kind, _ms(one), _ms(many), _x(ratio)])
-    return out + _table(["target", "request", "p95 1 user", "p95 25 users", "ratio"], deg)
+    for target in ("upstream", "proxy", "proxy-nosync"):
+        levels = sorted({r.users for r in rows if r.target == target and r.users > 1})
+        for many in levels:
+            for kind, (one, at_many, ratio) in concurrency_ratios(rows, target,
+                                                                  many=many).items():
+                deg.append([target, kind, str(many), _ms(one), _ms(at_many), _x(ratio)])
+    return out + _table(["target", "request", "users", "p95 1 user", "p95 N users", "ratio"],
+                        deg)
 
 
-def verdict_section(verdicts: list[Verdict]) -> list[str]:
-    out = ["## Verdicts (issue 5 targets)", ""]
+def verdict_section(verdicts: list[Verdict], title: str = "Verdicts (issue 15 targets)"
+                    ) -> list[str]:
+    out = [f"## {title}", ""]
     rows = [[v.mark, v.target, v.measured, v.detail] for v in verdicts]
     return out + _table(["", "target", "measured", "result"], rows)
+
+
+def chat_section(chat: list[Stat], gap_s: float) -> list[str]:
+    """The whole-session PUT with short chat turns (part a, second pass)."""
+    if not chat:
+        return []
+    t = lookup(chat)
+    out = ["### PUT full session (+2 messages), short chat turns", "",
+           "The same sampling as above (one session per target, interleaved, each sample after "
+           f"{gap_s * 1000:.0f} ms idle) with messages of a few words (~120 bytes each, most "
+           "of it id and timestamp); the upstream up to the size it bears.", ""]
+    rows = []
+    for size in sorted({r.size for r in chat}):
+        up, px, fl = (t.get(("put_full", size, k)) for k in ("upstream", "proxy", "floor"))
+        row = [f"{size:,}"]
+        for r in (up, px, fl):
+            row += [_ms(r.p50_ms), _ms(r.p95_ms)] if r and r.n else ["-", "-"]
+        row += [_x(up.p50_ms / px.p50_ms) if up and px and up.n and px.n else "-",
+                _x(px.p50_ms / fl.p50_ms) if px and fl and px.n and fl.n else "-"]
+        rows.append(row)
+    return out + _table(["messages", "upstream p50", "p95", "proxy p50", "p95", "floor p50",
+                         "p95", "speedup", "proxy / floor"], rows)
 
 
 def profile_section(prof: Profile | None) -> list[str]:
@@ -137,19 +165,24 @@ def profile_section(prof: Profile | None) -> list[str]:
 def write_markdown(path: Path, meta: Meta, table: list[Stat], locust: list[LocustRow],
                    locust_args: tuple[int, int, int, float], verdicts: list[Verdict],
                    prof: Profile | None, plot_name: str,
-                   alone: Sequence[str] = ()) -> None:
+                   alone: Sequence[str] = (), earlier: Sequence[Verdict] = (),
+                   chat: Sequence[Stat] = ()) -> None:
     lines = [f"# Benchmark: upstream vs proxy ({meta.date}, {meta.mode})", "",
              f"- commit `{meta.commit}`; machine: {meta.machine}",
              f"- wall time of the whole run: {meta.wall_s:.0f} s",
              "- upstream: agent-memory-server 0.14.0 (asyncio task backend, long-term memory "
              "off) on Redis Stack 7.4; proxy: `agent-memory-proxy serve` with its own Redis; "
-             "floor: a bare aiohttp handler (`load/floor.py`) returning the proxy's GET recent "
-             "bytes; all on 127.0.0.1, clients on the same machine",
+             "floor: bare aiohttp handlers (`load/floor.py`) answering with the bytes the proxy "
+             "answered (a GET), after receiving the body the proxy received (a PUT); all on "
+             "127.0.0.1, clients on the same machine",
              "- messages are ~230 bytes with `id` and ISO `created_at`; PUTs carry "
              "`context_window_max=100000000` so the upstream never summarizes",
              *[f"- {n}" for n in meta.notes], "", f"![latency against session size]({plot_name})",
              ""]
-    lines += verdict_section(verdicts) + size_section(table, meta.gap_s)
+    lines += verdict_section(verdicts)
+    if earlier:
+        lines += verdict_section(list(earlier), "Earlier targets (issue 5)")
+    lines += size_section(table, meta.gap_s) + chat_section(list(chat), meta.gap_s)
     lines += locust_section(locust, *locust_args) + list(alone) + profile_section(prof)
     path.write_text("\n".join(lines))
 

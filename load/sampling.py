@@ -1,9 +1,11 @@
 """Part a) of the benchmark: one session per target grown to 20,000 messages, sampled as it grows.
 
 At each size the same operations are timed against the upstream and the proxy, interleaved A/B
-(the order of targets alternates sample by sample) so machine noise hits both. GET recent is
-also timed against the floor server, serving the bytes the proxy's GET recent just returned.
-Every loop is bounded by a sample count and a time budget.
+(the order of targets alternates sample by sample) so machine noise hits both. GET recent and
+the whole-session PUT are also timed against the floor server: a GET answered with the bytes
+the proxy's GET recent just returned, a PUT of the body the proxy just received answered
+with the bytes the proxy answered it with. Every loop is bounded by a sample count and a
+time budget.
 
 Every sample starts after the same idle pause (``SizePlan.gap_s``). On a virtual machine an idle
 CPU is halted, and how long it idled sets what the next request pays to wake it (measured here:
@@ -62,11 +64,14 @@ class SizePlan:
     min_samples: int = 3
     timeout_s: float = 120.0  # per request; a target that does not answer fails the run
     gap_s: float = 0.1  # idle pause before every sample (see the module docstring)
+    mix: str = "bench"  # the message mix (load/common.py MIXES)
+    ops: tuple[str, ...] = OPS
+    upstream_max: int | None = None  # the upstream is sampled up to this size only
 
     @property
     def units(self) -> int:
         """Progress units: one per sampling round of one operation at one size."""
-        return len(self.sizes) * len(OPS) * self.samples
+        return len(self.sizes) * len(self.ops) * self.samples
 
 
 @dataclass
@@ -75,7 +80,9 @@ class _Session:
     base: str
     http: aiohttp.ClientSession
     session_id: str
+    mix: str = "bench"
     messages: list[bytes] = field(default_factory=list)
+    last_put: tuple[bytes, bytes] = (b"", b"")  # the last PUT body sent and its answer
 
 
 async def _timed(http: aiohttp.ClientSession, method: str, url: str,
@@ -101,10 +108,11 @@ async def _operation(s: _Session, op: str, clock: Clock) -> tuple[float, int, by
         return await _timed(s.http, "GET", s.base + recent_path(s.session_id))
     if op == "get_full":
         return await _timed(s.http, "GET", s.base + session_path(s.session_id))
-    new = turn(clock)
+    new = turn(clock, s.mix)
     if op == "put_full":
-        result = await _timed(s.http, "PUT", s.base + put_path(s.session_id),
-                              put_body(s.session_id, s.messages + new))
+        body = put_body(s.session_id, s.messages + new)
+        result = await _timed(s.http, "PUT", s.base + put_path(s.session_id), body)
+        s.last_put = (body, result[2])
     else:
         result = await _timed(s.http, "POST", s.base + append_path(s.session_id),
                               append_body(new))
@@ -116,7 +124,7 @@ async def _operation(s: _Session, op: str, clock: Clock) -> tuple[float, int, by
 async def _seed(s: _Session, size: int, clock: Clock) -> None:
     """Bring the session to ``size`` messages with one PUT of the whole list."""
     if len(s.messages) < size:
-        s.messages.extend(history(size - len(s.messages), clock))
+        s.messages.extend(history(size - len(s.messages), clock, s.mix))
     try:
         ms, status, data = await _timed(s.http, "PUT", s.base + put_path(s.session_id),
                                         put_body(s.session_id, s.messages))
@@ -142,15 +150,17 @@ async def sample_sizes(urls: dict[str, str], plan: SizePlan,
                                          connector=aiohttp.TCPConnector(limit=4))
              for name in urls}
     try:
-        sessions = [_Session(t, urls[t], https[t], new_session_id(f"bench-{t}"))
+        sessions = [_Session(t, urls[t], https[t], new_session_id(f"bench-{t}"), plan.mix)
                     for t in TARGETS]
         floor = urls.get("floor")
         append_ok = True
         for size in plan.sizes:
-            for s in sessions:
+            skip_upstream = plan.upstream_max is not None and size > plan.upstream_max
+            targeted = [s for s in sessions if not (skip_upstream and s.target == "upstream")]
+            for s in targeted:
                 await _seed(s, size, clock)
-            for op in OPS:
-                active = [s for s in sessions if op != "append" or s.target == "proxy"]
+            for op in plan.ops:
+                active = [s for s in targeted if op != "append" or s.target == "proxy"]
                 if op == "append" and not append_ok:
                     progress(plan.samples)
                     continue
@@ -165,7 +175,8 @@ async def sample_sizes(urls: dict[str, str], plan: SizePlan,
                                           warm["proxy"][0], warm["proxy"][1], 0))
                     progress(plan.samples)
                     continue
-                with_floor = op == "get_recent" and floor is not None
+                with_floor = op in ("get_recent", "put_full") and floor is not None
+                proxy = sessions[1]
                 if with_floor:
                     await _timed(https["floor"], "PUT", f"{floor}/body", warm["proxy"][2])
                 deadline = time.monotonic() + plan.budget_s
@@ -178,8 +189,13 @@ async def sample_sizes(urls: dict[str, str], plan: SizePlan,
                     for one in order[shift:] + order[:shift]:
                         await asyncio.sleep(plan.gap_s)
                         if one is None:
-                            ms, status, data = await _timed(https["floor"], "GET",
-                                                            f"{floor}/body")
+                            if op == "get_recent":
+                                ms, status, data = await _timed(https["floor"], "GET",
+                                                                f"{floor}/body")
+                            else:  # the body the proxy last got, answered as it answered
+                                ms, status, data = await _timed(https["floor"], "PUT",
+                                                                f"{floor}/sink",
+                                                                proxy.last_put[0])
                             samples.append(Sample("floor", op, size, size, i, ms, status,
                                                   len(data)))
                             continue
@@ -187,8 +203,10 @@ async def sample_sizes(urls: dict[str, str], plan: SizePlan,
                         ms, status, data = await _request(one, op, clock)
                         samples.append(Sample(one.target, op, size, count, i, ms, status,
                                               len(data)))
+                        if with_floor and op == "put_full" and one is proxy:
+                            await _timed(https["floor"], "PUT", f"{floor}/body", data)
                     progress(1)
-        for s in sessions:  # leave nothing behind
+        for s in sessions:  # leave nothing behind (a session never seeded is not there)
             async with s.http.delete(s.base + session_path(s.session_id)) as resp:
                 await resp.read()
     finally:

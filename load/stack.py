@@ -48,20 +48,21 @@ class Targets:
         return urls
 
 
-def proxy_command(port: int, upstream_url: str, redis_url: str) -> list[str]:
+def proxy_command(port: int, upstream_url: str, redis_url: str, workers: int = 1) -> list[str]:
     exe = Path(sys.executable).with_name("agent-memory-proxy")
     prefix = [str(exe)] if exe.exists() else [sys.executable, "-m", "proxy"]
     return [*prefix, "serve", "--port", str(port), "--upstream-url", upstream_url,
-            "--redis-url", redis_url]
+            "--redis-url", redis_url, "--workers", str(workers)]
 
 
 def start_proxy(group: ProcessGroup, upstream_url: str, redis_url: str,
                 name: str = "proxy", wrap: list[str] | None = None,
-                settings: dict[str, str] | None = None) -> Service:
-    """The proxy in its own process; ``wrap`` prefixes the command (e.g. a profiler)."""
+                workers: int = 1, settings: dict[str, str] | None = None) -> Service:
+    """The proxy in its own process (one process unless ``workers`` > 1, then a parent and
+    that many forked workers); ``wrap`` prefixes the command (e.g. a profiler)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    cmd = [*(wrap or []), *proxy_command(port, upstream_url, redis_url)]
+    cmd = [*(wrap or []), *proxy_command(port, upstream_url, redis_url, workers)]
     env = {"AMP_LOG_LEVEL": "WARNING", "PYTHONPATH": str(REPO),
            **{f"AMP_{k.upper()}": v for k, v in (settings or {}).items()}}
     return group.start(name, cmd, url, http_ok(url + "/-/healthz"), env, timeout=60)

@@ -1,4 +1,6 @@
-"""The targets of issue 5, checked against one run's numbers (ratios within the run)."""
+"""The benchmark's targets, checked against one run's numbers (ratios within the run):
+issue 15's (``issue15_verdicts``) and issue 5's before them (``size_verdicts``,
+``concurrency_verdict``)."""
 
 from __future__ import annotations
 
@@ -83,9 +85,9 @@ def size_verdicts(table: list[Stat]) -> list[Verdict]:
     return out
 
 
-def concurrency_ratios(rows: Iterable[LocustRow], target: str, bucket: str = LOCUST_BUCKET
-                       ) -> dict[str, tuple[float, float, float]]:
-    """Per request kind: (1-user p95, 25-user p95, ratio) in one size bucket."""
+def concurrency_ratios(rows: Iterable[LocustRow], target: str, bucket: str = LOCUST_BUCKET,
+                       many: int = 25) -> dict[str, tuple[float, float, float]]:
+    """Per request kind: (1-user p95, ``many``-user p95, ratio) in one size bucket."""
     p95: dict[tuple[str, int], float] = {}
     for r in rows:
         if r.target == target and r.bucket == bucket and r.p95 is not None and r.count > 0 \
@@ -93,8 +95,8 @@ def concurrency_ratios(rows: Iterable[LocustRow], target: str, bucket: str = LOC
             p95[(r.kind, r.users)] = r.p95
     out = {}
     for kind in sorted({k for k, _ in p95}):
-        one, many = p95.get((kind, 1), math.nan), p95.get((kind, 25), math.nan)
-        out[kind] = (one, many, many / one)
+        one, at_many = p95.get((kind, 1), math.nan), p95.get((kind, many), math.nan)
+        out[kind] = (one, at_many, at_many / one)
     return out
 
 
@@ -108,3 +110,84 @@ def concurrency_verdict(rows: list[LocustRow]) -> Verdict:
     worst = max(valid) if valid else math.nan
     return _upper(f"25 users: proxy p95 <= 2 x its 1-user p95 (bucket {LOCUST_BUCKET})",
                   f"proxy {shown or 'n/a'}; upstream alongside: {up or 'n/a'}", worst, 2.0)
+
+
+# --- issue 15 -------------------------------------------------------------------------------
+
+PUT_SIZES = (4_000, 20_000)
+MANY = 250
+
+
+def _worst(ratios: dict[str, float]) -> tuple[str, float]:
+    valid = {k: v for k, v in ratios.items() if not math.isnan(v)}
+    if not valid:
+        return "", math.nan
+    key = max(valid, key=lambda k: valid[k])
+    return key, valid[key]
+
+
+def put_verdicts(tables: dict[str, list[Stat]]) -> list[Verdict]:
+    """Whole-session PUT against the floor (<= 2x at 4,000 and 20,000) and the upstream
+    (>= 50x at 4,000), per message mix (``tables``: mix -> size table)."""
+    out = []
+    for mix, table in tables.items():
+        t = lookup(table)
+        sizes = sorted({r.size for r in table if r.op == "put_full"})
+        wanted = [_nearest(sizes, s) for s in PUT_SIZES] if sizes else list(PUT_SIZES)
+        ratios = {f"{s:,}": _p50(t, "put_full", s, "proxy") / _p50(t, "put_full", s, "floor")
+                  for s in dict.fromkeys(wanted)}
+        cells = "; ".join(f"{s}: {_p50(t, 'put_full', int(s.replace(',', '')), 'proxy'):.2f}"
+                          f" / {_p50(t, 'put_full', int(s.replace(',', '')), 'floor'):.2f} ms"
+                          for s in ratios)
+        note = "" if set(wanted) == set(PUT_SIZES) else " (sizes this run has)"
+        size, worst = _worst(ratios)
+        out.append(_upper(f"PUT full ({mix} mix): proxy p50 <= 2 x a bare handler moving the "
+                          "same bytes, at 4,000 and 20,000", f"proxy / floor {cells}{note}; "
+                          f"worst {size}", worst, 2.0))
+        mid = _nearest(sizes, 4_000) if sizes else 4_000
+        up, px = _p50(t, "put_full", mid, "upstream"), _p50(t, "put_full", mid, "proxy")
+        out.append(_lower(f"PUT full ({mix} mix) at 4,000 messages: proxy >= 50 x faster than "
+                          "the upstream", f"upstream p50 {up:.2f} ms / proxy p50 {px:.2f} ms at "
+                          f"{mid:,}", up / px, 50.0))
+    return out
+
+
+def get_floor_verdict(table: list[Stat], alone: dict[int, tuple[float, float]]) -> Verdict:
+    """GET recent p50 <= 1.5 x the floor at every size: part a) (interleaved with the
+    upstream, idle pause before each sample) and part c) (back to back, up to 50,000)."""
+    t = lookup(table)
+    ratios = {f"{s:,} (a)": _p50(t, "get_recent", s, "proxy") / _p50(t, "get_recent", s, "floor")
+              for s in sorted({r.size for r in table if r.op == "get_recent"})}
+    ratios.update({f"{s:,} (c)": px / fl for s, (px, fl) in sorted(alone.items())})
+    size, worst = _worst(ratios)
+    shown = ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items() if not math.isnan(v))
+    return _upper("GET recent: proxy p50 <= 1.5 x a bare handler (same bytes) at every size "
+                  "from 10 to 50,000", f"worst {size}; all: {shown or 'n/a'}", worst, 1.5)
+
+
+def saturation_verdict(proxy_rps: float, floor_rps: float) -> Verdict:
+    measured = f"proxy {proxy_rps:,.0f} req/s, floor {floor_rps:,.0f} req/s (wrk, pinned)"
+    value = proxy_rps / floor_rps if floor_rps else math.nan
+    return _lower("GET recent at saturation: proxy >= 50% of a bare handler's throughput",
+                  measured, value, 0.5)
+
+
+def load_verdict(rows: list[LocustRow], many: int = MANY) -> Verdict:
+    proxy = concurrency_ratios(rows, "proxy", many=many)
+    upstream = concurrency_ratios(rows, "upstream", many=25)
+    shown = "; ".join(f"{k}: {v[0]:.1f} -> {v[1]:.1f} ms ({v[2]:.1f}x)"
+                      for k, v in proxy.items())
+    up = "; ".join(f"{k}: {v[0]:.0f} -> {v[1]:.0f} ms at 25 users ({v[2]:.1f}x)"
+                   for k, v in upstream.items())
+    _, worst = _worst({k: v[2] for k, v in proxy.items()})
+    return _upper(f"{many} users: proxy p95 <= 3 x its 1-user p95 (GET recent, append, PUT "
+                  f"full; bucket {LOCUST_BUCKET})",
+                  f"proxy {shown or 'n/a'}; upstream alongside: {up or 'n/a'}", worst, 3.0)
+
+
+def memory_verdict(rss: int, cache_max: int, constant: int) -> Verdict:
+    mb = 1024 * 1024
+    return _upper("Memory: RSS <= cache_max_bytes + a documented constant (10,000 sessions "
+                  "of 200 messages, 64 MB cache)",
+                  f"RSS {rss / mb:.1f} MB; cache_max_bytes {cache_max / mb:.0f} MB + "
+                  f"constant {constant / mb:.1f} MB", rss / (cache_max + constant), 1.0)

@@ -58,6 +58,7 @@ async def test_sampler_and_report_against_the_real_stack(
         for op in ("get_recent", "get_full", "put_full"):
             assert {(op, size, "upstream"), (op, size, "proxy")} <= seen
         assert ("get_recent", size, "floor") in seen
+        assert ("put_full", size, "floor") in seen  # the same body, the same answer
     assert {r.op for r in table} <= set(OPS)
     assert all(r.n > 0 for r in table if r.op != "append")
     assert all(r.errors == 0 for r in table if r.op != "append")
