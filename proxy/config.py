@@ -142,8 +142,10 @@ class Settings:
         default=30.0, metadata={"help": "seconds a client may take to send a request body"}
     )
     bodies_in_flight_bytes: int = field(
-        default=256 * 1024 * 1024,
-        metadata={"help": "request bytes being processed at once before 503 + Retry-After"},
+        default=64 * 1024 * 1024,
+        metadata={"help": "request bytes being processed at once before 503 + Retry-After "
+                  "(a body costs about 10x its size in memory while processed; a lone body "
+                  "always fits)"},
     )
     upstream_connections: int = field(
         default=256, metadata={"help": "connections to the upstream at most"}

@@ -144,6 +144,8 @@ def upstream_env(stack: Stack, redis_url: str,
         "DISABLE_AUTH": "true",
         "OPENAI_API_KEY": "sk-unused",
         "LOG_LEVEL": "WARNING",
+        # LiteLLM fetches a model price list from the internet at import without this.
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
         **(extra_env or {}),
     }
 
