@@ -109,8 +109,8 @@ class HandOver:
         # can be when the merge is stored (a client's write in between refuses that).
         raw = await self.upstream.fetch(session_id, namespace, user_id)
         record = await self.records.load(keys)
-        if raw is not None and not self._at_exact_key(raw, session_id, namespace, user_id,
-                                                      record):
+        if raw is not None and not await off_loop(len(raw), self._at_exact_key, raw,
+                                                  session_id, namespace, user_id, record):
             raw = None  # another session, found by the upstream's lookup by id: not ours
         theirs = await off_loop(len(raw or b""), self._theirs, keys, raw)
         if theirs is not None and not self._stamps_seen:
