@@ -107,9 +107,9 @@ def measure(group: ProcessGroup, upstream_url: str, redis_url: str, sessions: in
 
 def memory_runs(group: ProcessGroup, upstream_url: str, redis_url: str,
                 quick: bool) -> list[MemoryFigures]:
-    per = measure(group, upstream_url, redis_url, 200 if quick else 2_000, BOUND_MESSAGES,
+    per = measure(group, upstream_url, redis_url, 100 if quick else 2_000, BOUND_MESSAGES,
                   1024 * MB, "mem-per")
-    scale = 10 if quick else 1  # quick: a tenth of the sessions into a tenth of the cache
+    scale = 20 if quick else 1  # quick: a twentieth of the sessions into as much less cache
     bound = measure(group, upstream_url, redis_url, BOUND_SESSIONS // scale, BOUND_MESSAGES,
                     BOUND_CACHE // scale, "mem-bound")
     return [per, bound]
