@@ -110,9 +110,9 @@ class Engine:
         self.coherence = coherence
         self.upstream = upstream
         self.clock = clock
-        self.sync: UpstreamCopies | None = None  # set when the upstream sync is on
         self.dialect = dialect  # the fronted upstream's rules; replaced once it is known
         self.confirm_dialect: Callable[[], Awaitable[None]] | None = None  # see versions.py
+        self.sync: UpstreamCopies | None = None  # set when the upstream sync is on
         self._locks: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
         self.answers = Answers(cache, coherence)  # warm GETs answered again (answers.py)
 
@@ -400,11 +400,9 @@ class Engine:
             total = (meta.tokens_total if meta else 0) + sum(m.tokens for m in encoded)
             summarize = self.dialect.would_summarize(total, q)
             if not summarize:
-                fields = append.session_body(meta.doc if meta else None, namespace, user_id,
-                                             now)
-                plan = Plan.build(keys, session_id, fields, meta, meta, encoded, now)
-                await self.writes.commit(plan, tail)
-                count = plan.write.meta.count
+                plan = Plan.append(keys, session_id, meta, namespace, user_id, encoded, now)
+                plan = await self.writes.commit(plan, tail)
+                count, total = plan.write.meta.count, plan.tokens_total
         if summarize:
             return await self._append_by_summarizing_put(session_id, keys, meta is not None,
                                                          body, namespace, user_id, query)

@@ -26,6 +26,7 @@ from datetime import datetime
 import orjson
 
 from proxy import codec
+from proxy.engine.append import session_body
 from proxy.engine.cache import KnownInput, SessionTail
 from proxy.store.keys import SessionKeys
 from proxy.store.store import Meta, Write, index_member
@@ -68,6 +69,10 @@ class Plan:
     now: datetime
     # The bytes and hash state the next PUT's proof starts from (None: none to keep).
     known: tuple[bytes | memoryview, hashlib._Hash] | None = None
+    # An append's new messages: the write adds them to whatever is stored, so a conflict
+    # re-plans it on the session as it is then (rebased). None: the write replaces the
+    # whole session (a PUT), so a conflict rewrites it whole (last writer wins).
+    appended: tuple[codec.EncodedMessage, ...] | None = None
 
     @classmethod
     def build(cls, keys: SessionKeys, session_id: str, body: codec.PutBody, meta: Meta | None,
@@ -75,7 +80,8 @@ class Plan:
               digest: InputDigest = InputDigest(),
               raw_prefix: Callable[[], list[object]] = _nothing,
               echo: bytes | None = None,
-              known: tuple[bytes | memoryview, hashlib._Hash] | None = None) -> Plan:
+              known: tuple[bytes | memoryview, hashlib._Hash] | None = None,
+              appended: tuple[codec.EncodedMessage, ...] | None = None) -> Plan:
         """The Write for ``encoded`` on top of ``base`` (the kept prefix's meta) or alone;
         ``meta`` is the session as stored (None: new)."""
         in_order = base.sorted if base else True
@@ -104,10 +110,29 @@ class Plan:
             index_score=now.timestamp(), stale_member=meta.index_member if meta else b"",
         )
         return cls(write, base.count if base else 0, tokens_total,
-                   any(not m.had_created_at for m in encoded), echo, raw_prefix, now, known)
+                   any(not m.had_created_at for m in encoded), echo, raw_prefix, now, known,
+                   appended)
+
+    @classmethod
+    def append(cls, keys: SessionKeys, session_id: str, meta: Meta | None,
+               namespace: str | None, user_id: str | None,
+               encoded: list[codec.EncodedMessage], now: datetime) -> Plan:
+        """Add ``encoded`` to the session as ``meta`` describes it (None: new), its fields
+        kept and ``updated_at`` moved to ``now``."""
+        fields = session_body(meta.doc if meta else None, namespace, user_id, now)
+        return cls.build(keys, session_id, fields, meta, meta, encoded, now,
+                         appended=tuple(encoded))
+
+    def rebased(self, meta: Meta | None) -> Plan:
+        """This append again, on top of the session as ``meta`` now describes it."""
+        assert self.appended is not None
+        namespace, user_id, session_id = orjson.loads(self.write.meta.index_member)
+        return Plan.append(self.write.keys, session_id, meta, namespace, user_id,
+                           list(self.appended), self.now)
 
     def as_rewrite(self) -> Plan:
         """The same PUT as a whole rewrite, for when the session moved under it."""
+        assert self.appended is None, "an append is rebased, never rewritten"
         if self.write.rewrite:
             return self
         head = codec.encode_messages(self.raw_prefix(), self.now)

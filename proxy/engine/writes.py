@@ -4,7 +4,9 @@ then on by a task here. Either way the cached tail ends as the write left the se
 
 A write planned against a version that moved on (another proxy wrote the session) is
 re-sent as an unconditional whole rewrite: the PUT replaces the session whole anyway
-(last writer wins, as upstream), and an unconditional write cannot conflict again.
+(last writer wins, as upstream), and an unconditional write cannot conflict again. An
+append is different: it adds to whatever is stored, so it is re-planned on the session as
+it is then (``Plan.rebased``) and sent again, conditional on that version.
 
 A buffered write that cannot land (Redis down, failing over, not replicated) is retried,
 with a backoff up to a second, until it lands; only a shutdown gives up on it, once its
@@ -35,14 +37,23 @@ RETRY_FIRST = 0.05  # seconds before a buffered write that failed tries again, d
 RETRY_MAX = 1.0
 
 
+REBASES = 16  # an append re-planned this often in a row means the session is contended
+
+
 async def write_until_applied(flusher: Flusher, plan: Plan) -> tuple[int, Plan]:
     """Write ``plan``; returns the new version and the plan that landed."""
-    try:
-        return await (await flusher.submit(plan.write)), plan
-    except Conflict:
-        rewrite = plan.as_rewrite()
-        rewrite = replace(rewrite, write=replace(rewrite.write, expected_version=None))
-        return await (await flusher.submit(rewrite.write)), rewrite
+    for _ in range(REBASES):
+        try:
+            return await (await flusher.submit(plan.write)), plan
+        except Conflict:
+            if plan.appended is None:
+                break
+            plan = plan.rebased(await flusher.store.meta(plan.write.keys))
+    else:
+        raise Overloaded("session too contended to append to; try again")
+    rewrite = plan.as_rewrite()
+    rewrite = replace(rewrite, write=replace(rewrite.write, expected_version=None))
+    return await (await flusher.submit(rewrite.write)), rewrite
 
 
 class Writes:
@@ -57,19 +68,25 @@ class Writes:
         self.buffered = buffered
         self.behind = BehindWrites(flusher, cache)
 
-    async def commit(self, plan: Plan, tail: SessionTail | None) -> None:
+    async def commit(self, plan: Plan, tail: SessionTail | None) -> Plan:
+        """Write ``plan`` in the ack mode; returns the plan that landed (an append may
+        have been rebased on others' writes)."""
         entry = tail or SessionTail(plan.write.keys, plan.write.meta)
         if not self.buffered:
             since = self.coherence.seen()  # messages after this may be other writers'
             asked_at = time.monotonic()
             version, landed = await write_until_applied(self.flusher, plan)
+            if landed.appended is not None and landed is not plan:
+                self.cache.drop(entry.keys.logical)  # rebased: the tail missed others' writes
+                return landed
             self._remember(entry, landed, version)
             entry.checked = since
             self.coherence.after_write(entry.keys, asked_at)  # the write granted a lease
-            return
+            return landed
         # Buffered: acknowledge now, from memory; the write lands behind.
         await self.behind.queue(plan, entry)
         self._remember(entry, plan, plan.write.predicted_version())
+        return plan
 
     def _remember(self, entry: SessionTail, plan: Plan, version: int) -> None:
         write = plan.write
@@ -199,18 +216,23 @@ class BehindWrites:
                             previous: _Landing | None) -> None:
         loop = asyncio.get_running_loop()
         backoff = RETRY_FIRST
+        uncertain = False  # a try failed without saying whether it was applied
         while True:
             try:
                 await done
                 return
             except Conflict as exc:
                 me.queued.clear()
-                if exc.current_version == plan.write.predicted_version():
+                if uncertain and exc.current_version == plan.write.predicted_version() \
+                        and await self._applied(plan):
                     return  # an earlier try landed after all (its reply was lost)
                 if previous is not None and not previous.done():
                     # An earlier write of this session is still being retried: it goes
                     # first, then this one, planned on top of it, as it was.
                     await previous.queued_or_done()
+                elif plan.appended is not None:
+                    # An append adds to whatever is there: plan it again on top of it.
+                    plan = plan.rebased(await self.flusher.store.meta(plan.write.keys))
                 elif self._latest.get(logical) == seq:
                     # Nothing newer from here: this write is the last word, so rewrite it.
                     rewrite = plan.as_rewrite()
@@ -220,6 +242,7 @@ class BehindWrites:
                     return  # a newer write of this session carries it on
             except (StoreUnavailable, Overloaded) as exc:
                 me.queued.clear()
+                uncertain = uncertain or isinstance(exc, StoreUnavailable)
                 behind = previous is not None and not previous.done()
                 if previous is not None and behind:
                     await previous.queued_or_done()  # in order: the earlier write first
@@ -233,6 +256,15 @@ class BehindWrites:
                     backoff = min(backoff * 2, RETRY_MAX)
             done = await self._resubmit(plan)
             me.queued.set()
+
+    async def _applied(self, plan: Plan) -> bool:
+        """Whether ``plan``, whose version Redis now holds, is what holds it: a whole write
+        is (another writer's would only make it the earlier of two PUTs, last writer
+        wins); an append only if its messages end the session."""
+        if plan.appended is None:
+            return True
+        snap = await self.flusher.store.snapshot(plan.write.keys, len(plan.write.messages))
+        return snap is not None and snap.messages == plan.write.messages
 
     async def _resubmit(self, plan: Plan) -> asyncio.Future[int]:
         """Queue ``plan`` again; a refusal (queue full) comes back as the future's error."""

@@ -7,6 +7,7 @@ import asyncio
 import random
 from typing import Any
 
+import pytest
 import redis.asyncio as aioredis
 
 from tests.conftest import ProxyFactory
@@ -125,3 +126,31 @@ async def test_concurrent_puts_through_buffered_proxies_settle_on_one_of_them(
     await asyncio.sleep(0.5)
     cold = await proxy_factory()
     assert await messages(cold, "rb") in bodies
+
+
+@pytest.mark.parametrize("mode", ["flushed", "buffered"])
+async def test_concurrent_appends_through_two_proxies_keep_every_acknowledged_message(
+        mode: str, proxy_factory: ProxyFactory, redis_client: aioredis.Redis) -> None:
+    """An append adds to whatever is stored: one that raced another proxy's is re-planned
+    on top of it, never written over it."""
+    a, b = await two(proxy_factory, ack_mode=mode)
+    rng = random.Random(7)
+    acknowledged: list[str] = []
+
+    async def client(c: int) -> None:
+        for i in range(12):
+            mid = f"c{c}-{i}"
+            resp = await rng.choice((a, b)).post(
+                f"{WM}ap-{mode}/messages", json={"messages": [msg(c * 100 + i, mid=mid)]})
+            await resp.read()
+            if resp.status == 200:
+                acknowledged.append(mid)
+
+    await asyncio.gather(*(client(c) for c in range(4)))
+    assert len(acknowledged) == 48
+    if mode == "buffered":
+        await asyncio.sleep(1.0)  # acknowledged from memory: let the writes land
+    cold = await proxy_factory()
+    stored = await messages(cold, f"ap-{mode}")
+    assert stored is not None
+    assert sorted(m["id"] for m in stored) == sorted(acknowledged)
