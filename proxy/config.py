@@ -92,9 +92,10 @@ class Settings:
         default="text", metadata={"help": "text, or json (one object per line)"}
     )
     workers: int = field(
-        default=0,
+        default=1,
         metadata={"help": "worker processes sharing the port (0: one per core available to "
-                  "the process)"},
+                  "the process, its CPU affinity capped by its cgroup quota); 1 by default, "
+                  "since a sidecar shares its pod's cores with the app"},
     )
     # --- the upstream's version -----------------------------------------------------------
     upstream_version: str = field(
