@@ -69,4 +69,4 @@ async def test_nothing_listening_fails_fast() -> None:
         await close(client)
     took = time.monotonic() - started
     print(f"refused connection reported after {1000 * took:.0f} ms")
-    assert took < 0.5
+    assert took < 1.0
