@@ -223,22 +223,29 @@ class BehindWrites:
                 return
             except Conflict as exc:
                 me.queued.clear()
-                if uncertain and exc.current_version == plan.write.predicted_version() \
-                        and await self._applied(plan):
-                    return  # an earlier try landed after all (its reply was lost)
+                try:
+                    if uncertain and exc.current_version == plan.write.predicted_version() \
+                            and await self._applied(plan):
+                        return  # an earlier try landed after all (its reply was lost)
+                    if previous is None or previous.done():
+                        if plan.appended is not None:
+                            # An append adds to whatever is there: plan it again on top.
+                            meta = await self.flusher.store.meta(plan.write.keys)
+                            plan = plan.rebased(meta)
+                except StoreUnavailable as failed:  # Redis went away in between: retry
+                    done = loop.create_future()
+                    done.set_exception(failed)
+                    continue
                 if previous is not None and not previous.done():
                     # An earlier write of this session is still being retried: it goes
                     # first, then this one, planned on top of it, as it was.
                     await previous.queued_or_done()
-                elif plan.appended is not None:
-                    # An append adds to whatever is there: plan it again on top of it.
-                    plan = plan.rebased(await self.flusher.store.meta(plan.write.keys))
-                elif self._latest.get(logical) == seq:
+                elif plan.appended is None and self._latest.get(logical) == seq:
                     # Nothing newer from here: this write is the last word, so rewrite it.
                     rewrite = plan.as_rewrite()
                     plan = replace(rewrite, write=replace(rewrite.write,
                                                           expected_version=None))
-                else:
+                elif plan.appended is None:
                     return  # a newer write of this session carries it on
             except (StoreUnavailable, Overloaded) as exc:
                 me.queued.clear()
