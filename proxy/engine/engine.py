@@ -25,26 +25,25 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import ParamSpec, Protocol, TypeVar
 from weakref import WeakValueDictionary
 
 import orjson
-from multidict import CIMultiDict
 
 from proxy import codec
 from proxy.codec.dialect import V0_14, Dialect
 from proxy.coherence import Coherence
-from proxy.engine import append, lookup
+from proxy.engine import append, lookup, upstream_copy
+from proxy.engine.answer import Answer, not_found
 from proxy.engine.answers import Answers
 from proxy.engine.cache import SessionCache, SessionTail
-from proxy.engine.plan import Plan, plan_put, plan_rewrite
+from proxy.engine.plan import Plan, plan_put
 from proxy.engine.rawput import put_repeating, remember
 from proxy.engine.select import Selection, select
 from proxy.engine.writes import Writes
-from proxy.errors import Conflict, ForwardToUpstream, HttpError, InvalidRequest, detail_body
+from proxy.errors import ForwardToUpstream, InvalidRequest
 from proxy.store.keys import SessionKeys, logical_key
 from proxy.store.store import Meta, Store
 from proxy.tasks import spawn
@@ -73,22 +72,8 @@ async def off_loop(size: int, fn: Callable[P, T], *args: P.args, **kwargs: P.kwa
     return fn(*args, **kwargs)
 
 
-# The upstream's headers a handed-off PUT passes on (a refusal's challenge included).
-KEPT_HEADERS = ("x-deprecation-warning", "www-authenticate")
 DEPRECATION = ("x-deprecation-warning", "messages[].created_at will become required in the "
                "next major version. Please provide timestamps for all messages.")
-
-
-@dataclass(slots=True)
-class Answer:
-    status: int
-    body: bytes
-    headers: CIMultiDict[str] = field(default_factory=CIMultiDict)
-    content_type: str = "application/json"
-
-
-def not_found(session_id: str) -> Answer:
-    return Answer(404, detail_body(f"Session {session_id} not found"))
 
 
 class UpstreamCopies(Protocol):
@@ -147,9 +132,11 @@ class Engine:
             q = codec.parse_query(query, "put")
             body = await off_loop(len(raw), codec.parse_put, raw, content_type, now)
         except codec.Unsupported:
-            return await self._put_upstream(session_id, raw, content_type, query_string)
+            return await upstream_copy.put_via_upstream(self, session_id, raw, content_type,
+                                                        query_string)
         if not self.dialect.readable(body.doc):  # 0.15.2 takes such memories client-shaped
-            return await self._put_upstream(session_id, raw, content_type, query_string)
+            return await upstream_copy.put_via_upstream(self, session_id, raw, content_type,
+                                                        query_string)
         await verify_caller()  # the fast path answers: only a client the upstream accepts
         keys = self.store.keys(logical_key(session_id, body.namespace, body.user_id))
         async with self.session_lock(keys.logical):
@@ -161,68 +148,17 @@ class Engine:
         if planned is None:
             # Not for the fast path (an odd message, or the upstream would summarize):
             # outside the session lock, since storing the upstream's answer takes it.
-            return await self._put_upstream(session_id, raw, content_type, query_string)
+            return await upstream_copy.put_via_upstream(self, session_id, raw, content_type,
+                                                        query_string)
         answer = Answer(200, await off_loop(len(raw), codec.render_put, session_id, body, echo,
                                             plan.tokens_total, q, self.dialect))
         if plan.generated_timestamp:
             answer.headers[DEPRECATION[0]] = DEPRECATION[1]
         if tail is None and self.sync is None:
-            spawn(self._forget_upstream_copy(session_id, body.namespace, body.user_id),
+            spawn(upstream_copy.forget_upstream_copy(self, session_id, body.namespace,
+                                                    body.user_id),
                   name=f"forget-upstream:{keys.logical}")
         return answer
-
-    async def _put_upstream(self, session_id: str, raw: bytes, content_type: str | None,
-                            query_string: str) -> Answer:
-        if self.sync is None:
-            answer = await self.upstream.validate_put(session_id, raw, content_type,
-                                                      query_string)
-        else:  # the upstream's copy is the synced one: it summarizes and stores it itself
-            answer = await self.upstream.store_put(session_id, raw, content_type, query_string)
-        if answer.status == 200:
-            try:
-                body, encoded = codec.ingest_upstream_put_response(answer.body)
-            except codec.Unsupported:
-                return await self._leave_upstream(session_id, raw, content_type, query_string)
-            keys = self.store.keys(logical_key(session_id, body.namespace, body.user_id))
-            async with self.session_lock(keys.logical):
-                tail = await self.tail_for_write(keys)
-                plan = plan_rewrite(keys, session_id, body, encoded, tail)
-                await self.writes.commit(plan, tail)
-                if self.sync is not None:
-                    await self.sync.holds(keys, body.doc, plan.write.messages, False)
-        headers = CIMultiDict((k, v) for k, v in answer.headers.items()
-                              if k.lower() in KEPT_HEADERS)
-        return Answer(answer.status, answer.body, headers,
-                      answer.headers.get("content-type", "application/json"))
-
-    async def _leave_upstream(self, session_id: str, raw: bytes, content_type: str | None,
-                              query_string: str) -> Answer:
-        """A session the upstream accepts but the proxy cannot reproduce byte for byte
-        (say, integers beyond 64 bits in ``data``) lives in the upstream: PUT it there
-        under its own id, and drop any copy here so reads fall through to it."""
-        answer = await self.upstream.store_put(session_id, raw, content_type,
-                                             query_string)
-        scope = orjson.loads(raw) if answer.status == 200 else {}
-        keys = self.store.keys(logical_key(session_id, scope.get("namespace"),
-                                           scope.get("user_id")))
-        async with self.session_lock(keys.logical):
-            self.cache.drop(keys.logical)
-            await self._delete_stored(keys)
-        log.info("session %s kept in the upstream (not representable here)", session_id)
-        return Answer(answer.status, answer.body, CIMultiDict(
-            (k, v) for k, v in answer.headers.items() if k.lower() in KEPT_HEADERS),
-            answer.headers.get("content-type", "application/json"))
-
-    async def _forget_upstream_copy(self, session_id: str, namespace: str | None,
-                                    user_id: str | None) -> None:
-        """A new session here shadows any old upstream copy; delete that copy so it can
-        never be imported over this one later."""
-        try:  # under the session's lock, as a DELETE's upstream delete: never interleaved
-            async with self.session_lock(logical_key(session_id, namespace, user_id)):
-                await lookup.delete_upstream_copy(self.upstream, self.dialect, session_id,
-                                                  namespace, user_id)
-        except HttpError as exc:
-            log.warning("could not delete upstream copy of %s: %s", session_id, exc.detail)
 
     async def _plan(self, keys: SessionKeys, session_id: str, body: codec.PutBody,
                     q: codec.Query, now: datetime, size: int = 0
@@ -285,7 +221,7 @@ class Engine:
         await verify_caller()
         keys = self.store.keys(logical_key(session_id, q.namespace, q.user_id))
         limit = q.recent_messages_limit if (q.recent_messages_limit or 0) > 0 else None
-        entry = await self._tail_for_read(keys, limit)
+        entry = await self.tail_for_read(keys, limit)
         if entry is None:
             entry = await self._elsewhere(session_id, q, keys, limit)
             if entry is None:
@@ -300,7 +236,7 @@ class Engine:
             self.answers.keep(key, entry, limit, self.dialect, body)
         return Answer(200, body)
 
-    async def _tail_for_read(self, keys: SessionKeys, limit: int | None) -> SessionTail | None:
+    async def tail_for_read(self, keys: SessionKeys, limit: int | None) -> SessionTail | None:
         entry = self.cache.get(keys.logical)
         if entry is not None and entry.pending:
             return entry  # ahead of Redis: acknowledged writes not yet landed
@@ -334,46 +270,12 @@ class Engine:
             if found.ambiguous:
                 return None
             if found.member is not None:
-                entry = await self._tail_for_read(self.store.keys(found.logical), limit)
+                entry = await self.tail_for_read(self.store.keys(found.logical), limit)
                 if entry is not None and entry.meta.index_member == found.member:
                     return entry
                 await self.store.ids.forget(found.member)  # a leftover
-        return await self._import(session_id, q.namespace, q.user_id, keys)
-
-    async def _import(self, session_id: str, namespace: str | None, user_id: str | None,
-                      keys: SessionKeys) -> SessionTail | None:
-        """Bring over a session that so far exists only in the upstream, once."""
-        async with self.session_lock(keys.logical):
-            meta = await self.store.meta(keys)
-            if meta is None:
-                if self.sync is not None and not await self.sync.may_import(keys):
-                    return None  # deleted here: a hand-over may still land upstream
-                doc = await self.upstream.fetch(session_id, namespace, user_id)
-                if doc is None:
-                    return None
-                try:
-                    body, encoded = lookup.imported(self.dialect, doc, session_id, namespace,
-                                                    user_id)
-                except codec.Unsupported:
-                    # Not reproducible here: leave it where it is, the upstream serves it.
-                    log.warning("session %s in the upstream cannot be imported", session_id)
-                    raise ForwardToUpstream("not for the fast path") from None
-                body = replace(body, namespace=namespace or None, user_id=user_id or None)
-                plan = plan_rewrite(keys, session_id, body, encoded, None)
-                # The upstream holds it already: nothing to hand over.
-                write = replace(plan.write, handover=self.sync is None)
-                try:
-                    # Create only: if another proxy imported it first, theirs stands.
-                    await (await self.writes.flusher.submit(write))
-                    if self.sync is not None:
-                        await self.sync.holds(keys, body.doc, write.messages, True)
-                except Conflict:
-                    pass
-                if self.sync is None:
-                    await lookup.delete_upstream_copy(self.upstream, self.dialect, session_id,
-                                                      namespace, user_id)
-                log.info("imported session %s (%d messages)", session_id, len(encoded))
-        return await self._tail_for_read(keys, None)
+        return await upstream_copy.import_session(self, session_id, q.namespace, q.user_id,
+                                                  keys)
 
     # --- append (beyond the upstream's API) ----------------------------------------------
 
@@ -451,10 +353,10 @@ class Engine:
             else:
                 await self.upstream.delete(session_id, namespace, user_id)
             self.cache.drop(keys.logical)
-            await self._delete_stored(keys)
+            await self.delete_stored(keys)
         return Answer(200, b'{"status":"ok"}')
 
-    async def _delete_stored(self, keys: SessionKeys) -> None:
+    async def delete_stored(self, keys: SessionKeys) -> None:
         revocation = await self.store.delete(keys)
         await self.coherence.after_delete(keys, revocation)
 
