@@ -143,7 +143,8 @@ def alone_section(rows: list[AloneRow]) -> list[str]:
     if not floor:
         return out
     proxy = {(r.op, r.size): r for r in rows if r.target == "proxy"}
-    out += ["Against the floor, interleaved: proxy p50 / floor p50 (ms) = ratio", "",
+    out += ["Against the floor, interleaved, back to back: proxy p50 / floor p50 (ms) = ratio "
+            "(part a's verdict is taken where every sample follows the same idle pause)", "",
             "| operation | " + " | ".join(f"{s:,}" for s in sizes) + " |",
             "|" + "---|" * (len(sizes) + 1)]
     for op in FLOORED:

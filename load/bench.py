@@ -2,11 +2,12 @@
 
 Starts the local stack (upstream + Redis, proxy + its Redis, floor server), then:
 
-a) grows one session per target to 20,000 messages, sampling full-session PUT, the append
+a) grows one session per target to 50,000 messages (the upstream to 20,000), sampling
+   full-session PUT, the append
    endpoint, GET recent and GET full at each size, interleaved A/B, with the floor alongside
    (GET recent and PUT); then the whole-session PUT once more with short chat turns;
-b) runs headless Locust at 1, 25 and 250 users (the upstream and the sync-off proxy at the
-   sizes they bear: 1 and 25);
+b) runs headless Locust at 1, 25 and 250 users against the proxy with the upstream sync on
+   and off (the upstream at the sizes it bears: 1 and 25);
 c) the proxy alone, back to back, up to 50,000 messages, against the floor;
 d) where a target is missed, profiles the proxy under load with py-spy;
 e) sets the proxy (upstream sync on, the default) beside one with the sync off, and reports
@@ -18,7 +19,7 @@ g) memory: per cached session and message, and the cache's bound;
 and writes ``results/bench-<date>.md`` (+ ``results/latest.md``), ``results/bench-<date>.csv``
 and ``results/latency-vs-size.png``. ``--quick`` does the same with fewer samples, sizes up
 to 10,000, short Locust runs up to 25 users and smaller memory runs (a few minutes on a
-2-core machine; the full run takes about 25). Everything listens on 127.0.0.1 and stops by
+2-core machine; the full run about half an hour). Everything listens on 127.0.0.1 and stops by
 itself.
 """
 
@@ -36,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from load.alone import AloneRow, alone_section, floor_ratios, sample_alone
+from load.alone import AloneRow, alone_section, sample_alone
 from load.locustrun import LocustRow, run_locust
 from load.memory import MemoryFigures, memory_runs, memory_section
 from load.profile import Profile, profile_proxy
@@ -83,13 +84,16 @@ class Mode:
     quick_memory: bool
 
 
-FULL = Mode("full", SizePlan((10, 100, 1_000, 4_000, 5_000, 10_000, 20_000), samples=25,
-                             budget_s=45.0),
+FULL = Mode("full", SizePlan((10, 100, 1_000, 4_000, 5_000, 10_000, 20_000, 50_000),
+                             samples=25, budget_s=45.0, upstream_max=20_000),
             SizePlan((4_000, 20_000), samples=25, budget_s=30.0, mix="chat",
                      ops=("put_full",), upstream_max=4_000),
             locust_seconds=30, profile_seconds=15, alone_samples=60,
             alone_sizes=(10, 1_000, 10_000, 50_000), users=(1, 25, 250),
             upstream_users=(1, 25), sat_seconds=5.0, sat_rounds=3, quick_memory=False)
+# The sync-off proxy runs every Locust level: the 250-user target is judged on it, since
+# the sync's own upstream shares this machine's two cores (part e tells the sync's cost).
+LOAD_TARGET = "proxy-nosync"
 QUICK = Mode("quick", SizePlan((10, 1_000, 4_000, 10_000), samples=10, budget_s=4.0,
                                timeout_s=30.0),
              SizePlan((4_000,), samples=10, budget_s=4.0, timeout_s=30.0, mix="chat",
@@ -131,9 +135,11 @@ def _locust(targets: Targets, mode: Mode, think_s: float, raw: Path, bar: Progre
             append_ok: bool) -> list[LocustRow]:
     rows: list[LocustRow] = []
     for users in mode.users:
-        runs = [("proxy", "FullPutUser")] + ([("proxy", "AppendUser")] if append_ok else [])
+        classes = ("FullPutUser", "AppendUser") if append_ok else ("FullPutUser",)
+        runs = [(target, user_class) for target in ("proxy", LOAD_TARGET)
+                for user_class in classes]
         if users in mode.upstream_users:
-            runs = [("upstream", "FullPutUser"), *runs, ("proxy-nosync", "FullPutUser")]
+            runs.insert(0, ("upstream", "FullPutUser"))
         seconds = mode.locust_seconds + int(users * SEED_ALLOWANCE_S)
         for target, user_class in runs:
             bar.describe(f"b) locust {target} {user_class} {users}u")
@@ -149,29 +155,34 @@ def _saturation(targets: Targets, mode: Mode, raw: Path, res: Results) -> None:
         res.notes.append("wrk is not installed and could not be (apt-get install wrk): no "
                          "saturation figures")
         return
+    # Fresh proxies with the sync off, so that no hand-over of an earlier part's sessions
+    # runs meanwhile and the figures are the request path's own.
+    settings = {"upstream_sync": "false"}
+    one = start_proxy(targets.group, targets.upstream.url, targets.proxy_redis.url,
+                      name="proxy-1w", settings={**settings, "key_prefix": "w1"})
     two = start_proxy(targets.group, targets.upstream.url, targets.proxy_redis.url,
-                      name="proxy-2w", workers=2,
-                      settings={"key_prefix": "w2", "upstream_sync": "false"})
+                      name="proxy-2w", workers=2, settings={**settings, "key_prefix": "w2"})
     try:
         res.saturation = saturate(
-            wrk, Server("proxy", targets.proxy.url, targets.proxy.process.pid),
+            wrk, Server("proxy", one.url, one.process.pid),
             Server("floor", targets.floor.url, targets.floor.process.pid), 1_000,
             mode.sat_seconds, mode.sat_rounds, raw,
             (Server("proxy-2w", two.url, two.process.pid),))
     finally:
         targets.group.stop(two)
+        targets.group.stop(one)
 
 
 def _verdicts(res: Results) -> tuple[list[Verdict], list[Verdict]]:
     """(issue 15's targets, issue 5's)."""
     table = size_table(res.samples)
     new = put_verdicts({"bench": table, "chat": size_table(res.chat)})
-    new.append(get_floor_verdict(table, floor_ratios(res.alone, "GET recent (limit 10)")))
+    new.append(get_floor_verdict(table))
     proxy, floor = best(res.saturation, "GET recent (20)", "proxy"), \
         best(res.saturation, "GET recent (20)", "floor")
     new.append(saturation_verdict(proxy.rps if proxy else 0.0,
                                   floor.rps if floor else 0.0))
-    new.append(load_verdict(res.locust))
+    new.append(load_verdict(res.locust, target=LOAD_TARGET))
     if res.memory:
         bound = res.memory[-1]
         new.append(memory_verdict(bound.rss, bound.cache_max_bytes, bound.constant))
@@ -184,7 +195,7 @@ def run(mode: Mode, out: Path, think_s: float) -> Path:
     stem = f"bench-{date}" + ("-quick" if mode.name == "quick" else "")
     raw = out / "raw" / stem
     raw.mkdir(parents=True, exist_ok=True)
-    runs = sum(2 + 2 * (u in mode.upstream_users) for u in mode.users)
+    runs = sum(4 + (u in mode.upstream_users) for u in mode.users)
     bar = Progress(mode.plan.units + mode.chat.units + runs * mode.locust_seconds
                    + mode.profile_seconds)
     res = Results()

@@ -152,17 +152,19 @@ def put_verdicts(tables: dict[str, list[Stat]]) -> list[Verdict]:
     return out
 
 
-def get_floor_verdict(table: list[Stat], alone: dict[int, tuple[float, float]]) -> Verdict:
-    """GET recent p50 <= 1.5 x the floor at every size: part a) (interleaved with the
-    upstream, idle pause before each sample) and part c) (back to back, up to 50,000)."""
+def get_floor_verdict(table: list[Stat]) -> Verdict:
+    """GET recent p50 <= 1.5 x the floor at every size of part a) (each sample after the
+    same idle pause, interleaved)."""
     t = lookup(table)
-    ratios = {f"{s:,} (a)": _p50(t, "get_recent", s, "proxy") / _p50(t, "get_recent", s, "floor")
-              for s in sorted({r.size for r in table if r.op == "get_recent"})}
-    ratios.update({f"{s:,} (c)": px / fl for s, (px, fl) in sorted(alone.items())})
+    sizes = sorted({r.size for r in table if r.op == "get_recent"})
+    ratios = {f"{s:,}": _p50(t, "get_recent", s, "proxy") / _p50(t, "get_recent", s, "floor")
+              for s in sizes}
     size, worst = _worst(ratios)
     shown = ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items() if not math.isnan(v))
+    note = "" if sizes and sizes[-1] >= 50_000 else " (this run's largest size is " \
+        f"{sizes[-1] if sizes else 0:,})"
     return _upper("GET recent: proxy p50 <= 1.5 x a bare handler (same bytes) at every size "
-                  "from 10 to 50,000", f"worst {size}; all: {shown or 'n/a'}", worst, 1.5)
+                  "from 10 to 50,000", f"worst {size}; all: {shown or 'n/a'}{note}", worst, 1.5)
 
 
 def saturation_verdict(proxy_rps: float, floor_rps: float) -> Verdict:
@@ -172,17 +174,23 @@ def saturation_verdict(proxy_rps: float, floor_rps: float) -> Verdict:
                   measured, value, 0.5)
 
 
-def load_verdict(rows: list[LocustRow], many: int = MANY) -> Verdict:
-    proxy = concurrency_ratios(rows, "proxy", many=many)
+def load_verdict(rows: list[LocustRow], many: int = MANY, target: str = "proxy") -> Verdict:
+    """``target``'s p95 at ``many`` users against 1 user; the other proxy and the upstream
+    (at 25 users) alongside."""
+    proxy = concurrency_ratios(rows, target, many=many)
+    other = "proxy" if target != "proxy" else "proxy-nosync"
+    beside = concurrency_ratios(rows, other, many=many)
     upstream = concurrency_ratios(rows, "upstream", many=25)
     shown = "; ".join(f"{k}: {v[0]:.1f} -> {v[1]:.1f} ms ({v[2]:.1f}x)"
                       for k, v in proxy.items())
+    other_shown = "; ".join(f"{k}: {v[2]:.1f}x" for k, v in beside.items())
     up = "; ".join(f"{k}: {v[0]:.0f} -> {v[1]:.0f} ms at 25 users ({v[2]:.1f}x)"
                    for k, v in upstream.items())
     _, worst = _worst({k: v[2] for k, v in proxy.items()})
     return _upper(f"{many} users: proxy p95 <= 3 x its 1-user p95 (GET recent, append, PUT "
                   f"full; bucket {LOCUST_BUCKET})",
-                  f"proxy {shown or 'n/a'}; upstream alongside: {up or 'n/a'}", worst, 3.0)
+                  f"{target} {shown or 'n/a'}; {other} alongside: {other_shown or 'n/a'}; "
+                  f"upstream alongside: {up or 'n/a'}", worst, 3.0)
 
 
 def memory_verdict(rss: int, cache_max: int, constant: int) -> Verdict:

@@ -97,13 +97,16 @@ def test_issue_15_verdicts_from_a_run() -> None:
     gets = [_stat("get_recent", s, t, v) for s, t, v in
             ((10, "proxy", 1.2), (10, "floor", 1.0), (20_000, "proxy", 1.4),
              (20_000, "floor", 1.0))]
-    v = get_floor_verdict(gets, {50_000: (0.6, 0.5)})
-    assert v.passed is True and "20,000 (a)" in v.measured
-    assert get_floor_verdict(gets, {50_000: (0.9, 0.5)}).passed is False
+    v = get_floor_verdict(gets)
+    assert v.passed is True and "largest size is 20,000" in v.measured
+    slow = [*gets, _stat("get_recent", 50_000, "proxy", 2.0),
+            _stat("get_recent", 50_000, "floor", 1.0)]
+    assert get_floor_verdict(slow).passed is False
     rows = [LocustRow("proxy", "FullPutUser", u, f"{k} [1k-2k]", 10, 0, p, p, p, 1.0)
             for u, k, p in ((1, "PUT full", 5.0), (250, "PUT full", 12.0),
                             (1, "GET recent", 1.0), (250, "GET recent", 2.0))]
     assert load_verdict(rows).passed is True
+    assert load_verdict(rows, target="proxy-nosync").passed is None  # no such rows
     assert load_verdict([]).passed is None  # not measured
     text = "\n".join(chat_section(chat, 0.1))
     assert "short chat turns" in text and "| 4,000 | 100 |" in text
