@@ -127,7 +127,7 @@ class _SessionUser(FastHttpUser):
         _seeded(self)
         # A think time before the first turn too: users that all finished seeding together
         # would otherwise send their first PUTs in one burst, unlike independent agents.
-        self.wait()  # type: ignore[no-untyped-call]
+        self.wait()
 
     def _put_full(self, name: str) -> None:
         body = put_body(self.session_id, self.messages)
@@ -182,7 +182,7 @@ if os.environ.get("AMP_LOAD_SHAPE") == "ramp":
         """5, 10, 15, 20, then 25 users, a step every ``AMP_LOAD_STEP_SECONDS``."""
 
         def tick(self) -> tuple[int, float] | None:
-            step = int(self.get_run_time() // STEP_SECONDS)  # type: ignore[no-untyped-call]
+            step = int(self.get_run_time() // STEP_SECONDS)
             if step >= 6:
                 return None
             return min(25, 5 * (step + 1)), 5.0

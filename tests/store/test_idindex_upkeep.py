@@ -18,7 +18,7 @@ from tests.engine_fixtures import WM, put_ok
 
 async def filed(client: aioredis.Redis, member: bytes) -> list[bool]:
     """Per combination of ``member``'s tags, whether its set holds it."""
-    return [bool(await client.sismember(id_index_key("amp", c), member))
+    return [bool(await client.sismember(id_index_key("amp", c), member))  # type: ignore[arg-type]
             for c in combos(member)]
 
 
