@@ -108,7 +108,10 @@ async def test_redis_down_10s_flushed(proxy_factory: ProxyFactory,
           f"{1000 * all_ok:.0f} ms; {load.acknowledged} messages acknowledged, {lost} lost")
     assert puts and {s.status for s in puts} == {503}
     assert all(s.retry_after == "1" for s in puts)
-    assert max(put_latency) < 1.0, "a write hung while Redis was down"
+    # The bound: a refused connection fails at once (two quick retries); seen 0.12 s on a
+    # quiet machine, up to ~0.7 s with the cores busy. A hang would be the 5 s socket
+    # timeout or the pool's 5 s wait.
+    assert max(put_latency) < 2.0, "a write hung while Redis was down"
     assert served and 3.0 < last_served < 5.0  # until the 5 s leases ran out
     assert set(cold_statuses) == {503}
     assert all_ok < 2.0
