@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from proxy.localstack import ProcessGroup, Stack
+from tests.sync.stack import LtmStack, ltm_stack
 from tests.system.docker_engine import Engine, EngineUnavailable, start_engine
 from tests.system.wheelhouses import REPO, prepare_builds
 
@@ -65,3 +67,16 @@ def build(engine: Engine, tag: str, context: Path = REPO, dockerfile: Path | Non
 
 def image_size(engine: Engine, name: str) -> int:
     return int(engine.run("image", "inspect", "--format", "{{.Size}}", name).stdout)
+
+
+# The upstream with long-term memory on and its model server, shared by the sync suites.
+@pytest.fixture(scope="session")
+def ltm(stack: Stack, processes: ProcessGroup) -> LtmStack:
+    return ltm_stack(stack, processes)
+
+
+@pytest.fixture
+def group() -> Iterator[ProcessGroup]:
+    g = ProcessGroup()
+    yield g
+    g.stop()

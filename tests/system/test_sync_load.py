@@ -11,36 +11,23 @@ import math
 import os
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
 
-from proxy.localstack import ProcessGroup, Service, Stack
+from proxy.localstack import ProcessGroup, Service
 from tests.engine_fixtures import WM
 from tests.sync.ledgers import ledger
 from tests.sync.sessions import eventually
-from tests.sync.stack import LtmStack, ltm_stack, metrics, serve
+from tests.sync.stack import LtmStack, metrics, serve
 
 pytestmark = pytest.mark.upstream
 
 SESSIONS, HISTORY, SECONDS, EVERY_S = 25, 300, 10.0, 0.2
 QUIET_MS, MAX_LAG_MS, CONCURRENCY = 500, 2_000, 2
 OK = 'amp_sync_handovers_total{result="ok"}'
-
-
-@pytest.fixture(scope="session")
-def ltm(stack: Stack, processes: ProcessGroup) -> LtmStack:
-    return ltm_stack(stack, processes)
-
-
-@pytest.fixture
-def group() -> Iterator[ProcessGroup]:
-    g = ProcessGroup()
-    yield g
-    g.stop()
 
 
 def message(i: int) -> dict[str, Any]:

@@ -7,33 +7,20 @@ from __future__ import annotations
 import os
 import signal
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
 
-from proxy.localstack import ProcessGroup, Service, Stack
+from proxy.localstack import ProcessGroup, Service
 from proxy.store.keys import SyncKeys
 from tests.engine_fixtures import WM
 from tests.support.faultproxy import fault_proxy
 from tests.sync.sessions import eventually
-from tests.sync.stack import LtmStack, ltm_stack, metrics, serve
+from tests.sync.stack import LtmStack, metrics, serve
 
 pytestmark = [pytest.mark.upstream, pytest.mark.faults]
-
-
-@pytest.fixture(scope="session")
-def ltm(stack: Stack, processes: ProcessGroup) -> LtmStack:
-    return ltm_stack(stack, processes)
-
-
-@pytest.fixture
-def group() -> Iterator[ProcessGroup]:
-    g = ProcessGroup()
-    yield g
-    g.stop()
 
 
 def kill_9(service: Service) -> None:
