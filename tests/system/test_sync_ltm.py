@@ -17,11 +17,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from proxy.app import SYNC
-from proxy.localstack import ProcessGroup, Stack
 from tests.conftest import ProxyFactory
 from tests.engine_fixtures import WM
 from tests.sync.sessions import eventually
-from tests.sync.stack import LtmStack, ltm_stack, search
+from tests.sync.stack import LtmStack, search
 
 pytestmark = pytest.mark.upstream
 
@@ -33,11 +32,6 @@ TURNS = [("user", "My name is Ada. I live in Paris."), ("assistant", "Nice to me
 FACTS = ["I live in Paris.", "I prefer green tea over coffee.", "My name is Ada.",
          "My sister Mia works in Berlin."]
 HIKING = "User enjoys hiking in the Alps"
-
-
-@pytest.fixture(scope="session")
-def ltm(stack: Stack, processes: ProcessGroup) -> LtmStack:
-    return ltm_stack(stack, processes)
 
 
 @pytest.fixture
@@ -236,8 +230,13 @@ async def test_prompts_are_built_from_the_proxys_copy_with_the_upstreams_search(
                              "limit": 3}}
     # Once the upstream holds the handed-over session, both build the same prompt (the
     # memories found are the same; a search bumps their access times).
-    ours = await call(proxy, "POST", "/v1/memory/prompt", prompt)
-    theirs = await call(direct_ltm, "POST", "/v1/memory/prompt", prompt)
+    # (The upstream's own promotion rewrites its copy for a moment after extracting:
+    # the two are compared until they agree, within the time extraction took.)
+    async def same_prompts() -> tuple[Any, Any] | None:
+        ours = await call(proxy, "POST", "/v1/memory/prompt", prompt)
+        theirs = await call(direct_ltm, "POST", "/v1/memory/prompt", prompt)
+        return (ours, theirs) if ours["messages"] == theirs["messages"] else None
+    ours, theirs = await eventually(same_prompts, timeout=30)
     assert ours["messages"] == theirs["messages"]
     assert [m["id"] for m in ours["long_term_memories"]] == \
         [m["id"] for m in theirs["long_term_memories"]]
