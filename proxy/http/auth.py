@@ -87,6 +87,7 @@ class AuthGuard:
                  wall: Callable[[], float] = time.time) -> None:
         self.upstream = upstream
         self.mode = settings.auth_mode
+        self._anonymous = Caller((), None if self.mode == "off" else partial(self.check, ()))
         self.ttl = settings.auth_cache_ttl
         self.negative_ttl = settings.auth_negative_ttl
         self.probe_interval = settings.auth_probe_interval
@@ -115,6 +116,8 @@ class AuthGuard:
     # --- per request ------------------------------------------------------------------
 
     def caller(self, request: web.Request) -> Caller:
+        if AUTHORIZATION not in request.headers:
+            return self._anonymous  # the same for every such request: built once
         values = tuple(wire_value(v) for v in request.headers.getall(AUTHORIZATION, ()))
         verify = None if self.mode == "off" else partial(self.check, values)
         return Caller(values, verify)
