@@ -213,15 +213,19 @@ class Proven:
         return memoryview(self.raw)[self.start:self.start + self.length]
 
 
-def prove(entry: SessionTail, raw: bytes, start: int) -> Proven | None:
-    """Whether ``raw``'s message array, from ``start``, begins with the bytes the session's
-    last PUT recorded: one memcmp against the kept bytes, or one SHA-256 pass when the
-    cached tail keeps none."""
-    meta = entry.meta
-    length = meta.input_length
-    if not meta.count or not meta.input_digest or len(raw) < start + length:
+def provable(meta: Meta, raw: bytes, start: int) -> bool:
+    """Whether the last PUT recorded anything ``raw`` could repeat from ``start``."""
+    return bool(meta.count and meta.input_digest) and len(raw) >= start + meta.input_length
+
+
+def prove(meta: Meta, known: KnownInput | None, raw: bytes, start: int) -> Proven | None:
+    """Whether ``raw``'s message array, from ``start``, begins with the bytes the PUT that
+    left ``meta`` recorded: one memcmp against the bytes kept with the cached tail
+    (``known``, when it is that PUT's), else one SHA-256 pass (which releases the GIL: big
+    bodies may be proven in a thread)."""
+    if not provable(meta, raw, start):
         return None
-    known = entry.known
+    length = meta.input_length
     if known is not None and known.meta is meta:
         if raw.startswith(known.data, start):
             return Proven(raw, start, length, known.hasher)

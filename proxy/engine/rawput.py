@@ -19,6 +19,7 @@ and Engine.put parses the body whole, as it always did.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,12 +29,14 @@ from proxy import codec
 from proxy.codec import rawbody
 from proxy.codec.render import splice_messages
 from proxy.engine.cache import SessionCache
-from proxy.engine.plan import Plan, plan_proven, prove
+from proxy.engine.plan import Plan, plan_proven, provable, prove
 from proxy.store.keys import SessionKeys, logical_key
 from proxy.upstream.credentials import verify_caller
 
 if TYPE_CHECKING:
     from proxy.engine.engine import Engine
+
+OFFLOAD_BYTES = 1 << 20  # a digest over more than this is computed off the event loop
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +57,14 @@ async def put_repeating(engine: Engine, session_id: str, raw: bytes,
     entry = engine.cache.by_session(session_id)
     if entry is None:
         return None
-    meta = entry.meta
-    proof = prove(entry, raw, start)
+    meta, known = entry.meta, entry.known
+    unkept = known is None or known.meta is not meta
+    if unkept and provable(meta, raw, start) and meta.input_length > OFFLOAD_BYTES:
+        # No kept bytes to compare: a big prefix is hashed in a thread (hashlib lets go of
+        # the GIL), not on the event loop every other request waits on.
+        proof = await asyncio.to_thread(prove, meta, None, raw, start)
+    else:
+        proof = prove(meta, known, raw, start)
     if proof is None:
         return None
     try:

@@ -112,7 +112,7 @@ def remembered(p: Plan) -> SessionTail:
 def proven_put(raw: bytes, tail: SessionTail) -> tuple[Plan, bytes]:
     start = rawbody.array_start(raw)
     assert start is not None
-    proof = prove(tail, raw, start)
+    proof = prove(tail.meta, tail.known, raw, start)
     assert proof is not None
     body = codec.parse_put(rawbody.with_sentinel(raw, start, proof.length), "application/json",
                            NOW)
@@ -140,12 +140,13 @@ def test_the_proof_compares_kept_bytes_or_else_the_digest() -> None:
     assert tail.known is not None and tail.known.meta is tail.meta
     raw = orjson.dumps({"messages": msgs(4)})
     edited = orjson.dumps({"messages": [*msgs(2), msg(2, "changed"), msg(3)]})
-    assert prove(tail, raw, 13) is not None and prove(tail, edited, 13) is None
+    assert prove(tail.meta, tail.known, raw, 13) is not None
+    assert prove(tail.meta, tail.known, edited, 13) is None
     tail.meta = replace(tail.meta)  # a newer write: the kept bytes no longer apply
-    assert prove(tail, edited, 13) is None
-    by_digest = prove(tail, raw, 13)
+    assert prove(tail.meta, tail.known, edited, 13) is None
+    by_digest = prove(tail.meta, tail.known, raw, 13)
     assert by_digest is not None and by_digest.hasher.digest() == first.write.meta.input_digest
-    assert prove(SessionTail(KEYS, replace(tail.meta, input_digest=b"")), raw, 13) is None
+    assert prove(replace(tail.meta, input_digest=b""), None, raw, 13) is None
 
 
 def test_new_messages_sent_in_another_form_keep_nothing_for_the_next_put() -> None:

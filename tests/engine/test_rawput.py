@@ -153,3 +153,28 @@ async def test_a_put_the_upstream_would_summarize_is_left_to_it(
                            headers={"Content-Type": "application/json"})
     await resp.read()
     assert taken == [False, False]  # the raw path declined; the upstream answered
+
+
+async def test_a_big_prefix_without_kept_bytes_is_hashed_off_the_event_loop(
+        proxy: TestClient[Any, Any], taken: list[bool], monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from proxy.engine import rawput
+    from proxy.engine.plan import prove
+
+    threaded: list[object] = []
+    real = asyncio.to_thread
+
+    async def spy(fn: Any, *args: Any) -> Any:
+        threaded.append(fn)
+        return await real(fn, *args)
+
+    monkeypatch.setattr(asyncio, "to_thread", spy)
+    history = msgs(10_000)  # ~1.4 MB as sent: past rawput.OFFLOAD_BYTES
+    await ef.put_ok(proxy, "big", {"messages": history})
+    entry = app_of(proxy)[CACHE].by_session("big")
+    assert entry is not None and entry.meta.input_length > rawput.OFFLOAD_BYTES
+    entry.known = None
+    echo = await ef.put_ok(proxy, "big", {"messages": [*history, msg(10_000)]})
+    assert len(echo["messages"]) == 10_001 and echo["messages"][-1] == msg(10_000)
+    assert taken == [False, True] and threaded.count(prove) == 1
