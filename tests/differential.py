@@ -130,3 +130,7 @@ async def assert_nothing_stored(proxy_redis: aioredis.Redis, upstream_redis: aio
     assert len(await stored_keys(proxy_redis)) == proxy_keys_before
     assert await upstream_keys(upstream_redis, f"working_memory:*{token}*") == []
     assert await upstream_keys(upstream_redis, "working_memory:*amp-scratch-*") == []
+
+
+def j(value: Any) -> bytes:
+    return orjson.dumps(value)

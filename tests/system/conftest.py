@@ -10,10 +10,15 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
+import redis.asyncio as aioredis
+from aiohttp.test_utils import TestClient
 
 from proxy.localstack import ProcessGroup, Stack
+from tests.differential import Sides
 from tests.sync.stack import LtmStack, ltm_stack
 from tests.system.docker_engine import Engine, EngineUnavailable, start_engine
 from tests.system.wheelhouses import REPO, prepare_builds
@@ -80,3 +85,11 @@ def group() -> Iterator[ProcessGroup]:
     g = ProcessGroup()
     yield g
     g.stop()
+
+
+@pytest.fixture
+def sides(direct: aiohttp.ClientSession, proxy: TestClient[Any, Any],
+          redis_client: aioredis.Redis) -> Sides:
+    """The upstream and a proxy in front of it, on an emptied proxy Redis (the
+    differential suites)."""
+    return Sides(direct, proxy)

@@ -12,15 +12,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
-import aiohttp
-import orjson
 import pytest
 import redis.asyncio as aioredis
-from aiohttp.test_utils import TestClient
 
 from proxy.codec.dialect import Dialect
 from proxy.localstack import Service
-from tests.differential import WM, Sides, assert_nothing_stored, assert_same, upstream_keys
+from tests.differential import (
+    WM,
+    Sides,
+    assert_nothing_stored,
+    assert_same,
+    j,
+    upstream_keys,
+)
 
 
 @pytest.fixture
@@ -30,14 +34,6 @@ async def up_redis(upstream_redis: Service) -> AsyncIterator[aioredis.Redis]:
     await client.aclose()
 
 
-@pytest.fixture
-def sides(direct: aiohttp.ClientSession, proxy: TestClient[Any, Any],
-          redis_client: aioredis.Redis) -> Sides:
-    return Sides(direct, proxy)
-
-
-def j(value: Any) -> bytes:
-    return orjson.dumps(value)
 
 
 def msg(i: int, content: str, role: str = "user", **extra: Any) -> dict[str, Any]:

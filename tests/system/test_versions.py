@@ -7,31 +7,19 @@ explicit assertions say what each version answers, through ``dialect``."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-import aiohttp
-import orjson
 import pytest
 import redis.asyncio as aioredis
-from aiohttp.test_utils import TestClient
 
 from proxy.codec.dialect import Dialect
 from proxy.localstack import Service
-from tests.differential import WM, Sides
+from tests.differential import WM, Sides, j
 
 pytestmark = pytest.mark.v015
 
 PROMPT = "/v1/memory/prompt"
 
 
-@pytest.fixture
-def sides(direct: aiohttp.ClientSession, proxy: TestClient[Any, Any],
-          redis_client: aioredis.Redis) -> Sides:
-    return Sides(direct, proxy)
-
-
-def j(value: Any) -> bytes:
-    return orjson.dumps(value)
 
 
 def put_body(namespace: str | None = None, user_id: str | None = None,
