@@ -8,6 +8,8 @@ import orjson
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
+from tests.differential import stored_keys
+
 URL = "/v1/working-memory/{}/messages"
 
 
@@ -73,7 +75,7 @@ async def test_append_rejects_bad_input_and_stores_nothing(
                                 headers={"content-type": "application/json"})
         assert resp.status == status, body
         assert "detail" in await resp.json()
-    assert await redis_client.keys("amp:*") == []
+    assert await stored_keys(redis_client) == set()
 
 
 async def test_append_over_threshold_gets_upstream_outcome(

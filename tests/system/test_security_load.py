@@ -141,7 +141,10 @@ async def test_health_answers_while_a_50_mb_put_is_processed(serve: Callable[...
           f"n={len(probe.seconds)} p50={p50 * 1000:.1f} ms p99={p99 * 1000:.1f} ms "
           f"max={max(probe.seconds) * 1000:.0f} ms; proxy peak RSS "
           f"{proxy.rss_mb('VmHWM'):.0f} MB")
-    assert p99 <= 0.100
+    # Parsing 50 MB on the event loop would stall it for seconds; off the loop the probes
+    # answer in milliseconds. The bound leaves room for a loaded machine's scheduling noise.
+    assert len(probe.seconds) >= 5
+    assert p99 <= 0.250
 
 
 async def _put_until_landed(session: aiohttp.ClientSession, url: str, body: bytes,
