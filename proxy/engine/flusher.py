@@ -7,6 +7,14 @@ the read leases the write ended are released, see leases.py), or with ``Conflict
 the session changed since the write was planned (its owner re-plans), or with
 ``StoreUnavailable`` when Redis failed.
 
+With the upstream sync on, a write also marks its session due for a hand-over, and the
+mark is applied only after the write: on one server it follows the script in the same
+pipeline; on a cluster, where the per-master pipelines run at once, the marks of the
+writes whose script succeeded go out as a second pipeline (a refused or failed write
+marks nothing). A write whose mark fails (its ledger shard's master failing over) landed
+but is answered ``StoreUnavailable`` (503) all the same: acknowledged means due for the
+hand-over, and the client's retry writes again and marks it.
+
 The queue is bounded: when full, ``submit`` waits up to ``queue_wait`` seconds, then
 raises ``Overloaded`` (503 + Retry-After). ``close`` stops intake, flushes what is queued
 within a deadline, and logs whatever it could not write.
@@ -18,6 +26,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from redis.exceptions import NoScriptError, RedisError
 
@@ -124,18 +133,17 @@ class Flusher:
             # An EVALSHA refused ran nothing: send those writes again.
             log.warning("redis lost the write scripts; reloading")
             await self._flush(lost, retry=False)
+        marks = await self._marks(batch, counts, starts, replies, resent)
         self.batches += 1
         self.writes += len(batch)
         m.flush_duration.observe(time.perf_counter() - started)
         m.flush_batch_size.observe(len(batch))
         written = failed = conflicts = 0
-        position = 0
-        for item, count in zip(batch, counts, strict=True):
-            reply = replies[position]
+        for item, count, at in zip(batch, counts, starts, strict=True):
+            reply = replies[at]
             # The script, its index upkeep and due mark: acknowledged only if all landed.
-            error = next((r for r in replies[position:position + count]
+            error = next((r for r in [*replies[at:at + count], marks.get(id(item))]
                           if isinstance(r, Exception)), None)
-            position += count
             if item.done.done() or id(item) in resent:  # the retry above owns it
                 continue
             if error is not None:
@@ -159,6 +167,47 @@ class Flusher:
         for result, count in (("written", written), ("conflict", conflicts), ("failed", failed)):
             if count:
                 m.flushed_writes.labels(result).inc(count)
+
+    async def _marks(self, batch: list[_Pending], counts: list[int], starts: list[int],
+                     replies: list[Any], resent: set[int]) -> dict[int, Any]:
+        """The due mark's reply of each write that marks its session (by ``id(item)``):
+        on one server read from ``replies`` (right after the script's); on a cluster sent
+        now, as one more pipeline, for the writes whose script succeeded."""
+        store, out = self.store, dict[int, Any]()
+        marking = [(item, at) for item, at in zip(batch, starts, strict=True)
+                   if store.marks(item.write) and id(item) not in resent]
+        if store.inline_marks:
+            out = {id(item): replies[at + 1] for item, at in marking}
+        else:
+            landed = [item for item, at in marking if _succeeded(replies[at])]
+            out = await self._send_marks(landed)
+        for item, _ in marking:
+            reply = out.get(id(item))
+            if reply is not None and not isinstance(reply, Exception):
+                store.marked(item.write, reply)
+        return out
+
+    async def _send_marks(self, items: list[_Pending], retry: bool = True) -> dict[int, Any]:
+        if not items:
+            return {}
+        try:
+            pipe = self.store.pipeline()
+            for item in items:
+                self.store.queue_mark(pipe, item.write)
+            replies = await self.store.execute(pipe)
+        except Exception as exc:  # noqa: BLE001 - the writes landed; answer them 503
+            log.error("due marks of %d writes failed: %r", len(items), exc)
+            replies = [exc] * len(items)
+        out = {id(item): reply for item, reply in zip(items, replies, strict=True)}
+        lost = [item for item, reply in zip(items, replies, strict=True)
+                if isinstance(reply, NoScriptError)]
+        if lost and retry:  # a promoted replica without the scripts: load them, send again
+            try:
+                await self.store.load_scripts()
+            except StoreUnavailable:
+                return out
+            out.update(await self._send_marks(lost, retry=False))
+        return out
 
     async def _resolve_when_released(self, item: _Pending, revocation: Revocation) -> None:
         started = time.perf_counter()
@@ -188,3 +237,8 @@ class Flusher:
                 item.done.set_exception(StoreUnavailable("shut down before flushing"))
         log.info("flusher stopped: %d batches, %d writes, %d not written",
                  self.batches, self.writes, lost)
+
+
+def _succeeded(reply: Any) -> bool:
+    """Whether a write script's reply says it wrote (not refused, not failed)."""
+    return not isinstance(reply, Exception) and int(reply[0]) == 1

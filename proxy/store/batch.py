@@ -117,7 +117,7 @@ class Batches:
         for position in positions:
             args, options = stack[position]
             try:
-                node = client.nodes_manager.get_node_from_slot(slot_of(_key_of(args)))
+                node = client.nodes_manager.get_node_from_slot(slot_of(key_of(args)))
             except RedisError as exc:  # a slot no master serves (mid-failover)
                 replies[position] = exc
                 continue
@@ -179,12 +179,12 @@ def _retryable(reply: Any) -> bool:
 
 def _owner(client: RedisCluster, command: Command) -> str | None:
     try:
-        return str(client.nodes_manager.get_node_from_slot(slot_of(_key_of(command[0]))).name)
+        return str(client.nodes_manager.get_node_from_slot(slot_of(key_of(command[0]))).name)
     except RedisError:
         return None
 
 
-def _key_of(args: tuple[Any, ...]) -> str:
+def key_of(args: tuple[Any, ...]) -> str:
     """The key that decides a command's slot: the first key of a script, else args[1]."""
     at = _KEYED_AT.get(args[0], 1)
     key = args[at]

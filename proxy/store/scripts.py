@@ -143,13 +143,23 @@ if redis.call('PTTL', KEYS[2]) < lease then redis.call('PEXPIRE', KEYS[2], lease
 return v
 """
 
-# The upstream sync's due mark, queued right after a session's write script in the same
-# pipeline (never for the sync's own write-backs), so a write is acknowledged only once
-# its hand-over is due. KEYS = the ledger's due, dirty, state (SyncKeys.for_mark);
-# ARGV = member, quiet ms, max lag ms. The round is due a quiet period after the last
-# write, but no later than max lag after the oldest change not yet handed over, and not
-# before a failed round's retry time. See proxy/sync/ledger.py for the other fields.
+# The upstream sync's due mark (never for the sync's own write-backs), applied only after
+# the session's write script: on one server right after it in the same pipeline, on a
+# cluster in a second pipeline of the marks of the writes whose script succeeded
+# (engine/flusher.py), since per-master pipelines run concurrently. A write is
+# acknowledged only once its hand-over is due. KEYS = the due, dirty, state of the
+# session's ledger shard (SyncKeys.for_mark), on one server also the session's meta;
+# ARGV = member, quiet ms, max lag ms, on one server also the version the write gives the
+# session ('' for any): a write refused or failed leaves another version, and marks
+# nothing (returns 0). The round is due a quiet period after the last write, but no later
+# than max lag after the oldest change not yet handed over, and not before a failed
+# round's retry time. Returns that due time (ms, Redis clock). See proxy/sync/ledger.py
+# for the other fields.
 MARK_DUE = """
+if KEYS[4] and ARGV[4] ~= ''
+   and tonumber(redis.call('HGET', KEYS[4], 'v') or '0') ~= tonumber(ARGV[4]) then
+  return 0
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local m = ARGV[1]
@@ -165,5 +175,5 @@ local due = math.min(now + tonumber(ARGV[2]), first + tonumber(ARGV[3]))
 if retry > due then due = retry end
 redis.call('ZADD', KEYS[1], string.format('%.0f', due), m)
 redis.call('HSET', KEYS[3], m, string.format('%.0f %.0f %.0f 0 %.0f', seq + 1, now, retry, fails))
-return 1
+return due
 """

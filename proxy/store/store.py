@@ -21,8 +21,10 @@ the hash tag ``{t}``, see keys.py)::
     <prefix>:id:{h}     set     members by the tags of their id and scope (idindex.py)
 
 With the upstream sync on, every write but the sync's own write-backs also marks its
-session due for a hand-over (``enable_sync_marks``; keys in keys.SyncKeys, script
-scripts.MARK_DUE), in the same pipeline and right after the write's script.
+session due for a hand-over in the ledger shard of its session (``enable_sync_marks``;
+keys in keys.SyncKeys, script scripts.MARK_DUE), applied after the write's script: on one
+server right after it in the same pipeline (``queue_write``), on a cluster by the flusher
+in a second pipeline once the script succeeded (``queue_mark``).
 
 A TTL is set on the three session keys (O(1), whatever the session's length).
 """
@@ -164,6 +166,14 @@ class Write:
         return self.expected_version + 1
 
 
+@dataclass(frozen=True, slots=True)
+class _Marks:
+    shards: tuple[tuple[str, str, str], ...]  # each ledger shard's due, dirty, state
+    quiet_ms: int
+    max_lag_ms: int
+    noted: Callable[[int, int], None] | None  # (shard, due ms) of each mark applied
+
+
 @dataclass(slots=True)
 class Snapshot:
     """A consistent read of one session: its meta and a run of its messages."""
@@ -192,13 +202,44 @@ class Store:
         self._delete = redis.register_script(scripts.DELETE)
         self._lease = redis.register_script(scripts.LEASE)
         self._mark = redis.register_script(scripts.MARK_DUE)
-        self.sync_marks: tuple[tuple[str, str, str], int, int] | None = None
+        self.sync_marks: _Marks | None = None
+        # On one server a write's mark follows its script in the same pipeline, which
+        # keeps the order; a cluster's per-master pipelines run at once (see queue_mark).
+        self.inline_marks = not self.cluster
         self.scripts_loaded = False
 
-    def enable_sync_marks(self, quiet_ms: float, max_lag_ms: float) -> None:
-        """Mark every session written from now on due for a hand-over to the upstream."""
-        self.sync_marks = (SyncKeys.build(self.prefix).for_mark(), int(quiet_ms),
-                           int(max_lag_ms))
+    def enable_sync_marks(self, quiet_ms: float, max_lag_ms: float,
+                          noted: Callable[[int, int], None] | None = None) -> None:
+        """Mark every session written from now on due for a hand-over to the upstream;
+        ``noted(shard, due ms)`` hears of each mark applied."""
+        shards = tuple(k.for_mark() for k in SyncKeys.shards(self.prefix))
+        self.sync_marks = _Marks(shards, int(quiet_ms), int(max_lag_ms), noted)
+
+    def marks(self, write: Write) -> bool:
+        """Whether ``write`` marks its session due for a hand-over."""
+        return self.sync_marks is not None and write.handover
+
+    def queue_mark(self, pipe: Pipeline | ClusterPipeline, write: Write) -> None:
+        """Queue ``write``'s due mark (when ``marks(write)``): one reply, the due time.
+        On one server right after the write's script, and conditional on the version it
+        gives the session (a refused write marks nothing); on a cluster only once the
+        script replied success, in a pipeline sent after."""
+        assert self.sync_marks is not None
+        marks = self.sync_marks
+        keys = marks.shards[SyncKeys.shard_of(write.keys)]
+        args: list[bytes | int] = [write.meta.index_member, marks.quiet_ms, marks.max_lag_ms]
+        if self.inline_marks:
+            version = write.predicted_version()
+            pipe.evalsha(self._mark.sha, 4, *keys, write.keys.meta, *args,
+                         "" if version < 0 else version)
+        else:
+            pipe.evalsha(self._mark.sha, 3, *keys, *args)
+
+    def marked(self, write: Write, due_ms: Any) -> None:
+        """A mark of ``write`` replied ``due_ms`` (0: not applied, the write was refused)."""
+        noted = self.sync_marks.noted if self.sync_marks is not None else None
+        if noted is not None and int(due_ms):
+            noted(SyncKeys.shard_of(write.keys), int(due_ms))
 
     def keys(self, logical: str) -> SessionKeys:
         return SessionKeys.build(self.prefix, logical)
@@ -274,7 +315,8 @@ class Store:
         self.scripts_loaded = True
 
     def queue_write(self, pipe: Pipeline | ClusterPipeline, write: Write) -> int:
-        """Add ``write`` to a pipeline; returns how many replies it will produce. On a
+        """Add ``write`` to a pipeline; returns how many replies it will produce, the
+        script's first, then its due mark's on one server (``inline_marks``). On a
         cluster, only to one from ``pipeline()`` (redis-py's own refuses EVALSHA)."""
         ttl = "" if write.ttl_seconds is None else str(write.ttl_seconds)
         fields = write.meta.fields()
@@ -285,11 +327,10 @@ class Store:
         script = self._rewrite if write.rewrite else self._append
         # EVALSHA alone: scripts are loaded once (load_scripts), not checked per pipeline.
         pipe.evalsha(script.sha, 4, *write.keys.for_scripts(), *args)
-        count = 1  # the script; the rest is index upkeep and the sync's due mark
+        count = 1  # the script; the rest is its due mark (one server) and index upkeep
         member = write.meta.index_member
-        if self.sync_marks is not None and write.handover:
-            keys, quiet, max_lag = self.sync_marks
-            pipe.evalsha(self._mark.sha, 3, *keys, member, quiet, max_lag)
+        if self.inline_marks and self.marks(write):
+            self.queue_mark(pipe, write)  # replies right after the script's reply
             count += 1
         shard = self.index.shard(write.keys)
         drop = [write.stale_member] if write.stale_member not in (b"", member) else []

@@ -1,4 +1,5 @@
-"""Lua scripts of the sync ledger (see ledger.py); all keys share one hash tag (SyncKeys).
+"""Lua scripts of the sync ledger (see ledger.py). Each works on one shard, whose keys
+share one hash tag (store/keys.py SyncKeys), or on the permits (one key).
 
 Times are Redis's clock in ms, so that proxies with skewed clocks agree. A session's state
 is one hash field, ``"seq last retry_at step failures"``: ``seq`` counts its writes (the
@@ -22,10 +23,13 @@ local function state(m)
 end
 """
 
-# KEYS = due, dirty, state, claims, owner; ARGV = holder, global limit, lease ms, how many
-# this caller can run. Ends expired claims (their sessions stay due), then claims due
-# sessions nobody holds, oldest due first, while fewer than the limit are held in all.
-# Returns {now, next due time after now or '', then member, seq, step, failures per claim}.
+# KEYS = one shard's due, dirty, state, claims, owner; ARGV = holder, lease ms, how many
+# to claim (the permits the caller holds for them, see RESERVE). Ends expired claims
+# (their sessions stay due), then claims due sessions nobody holds, oldest due first.
+# Returns {now, when to look at this shard again or '', then member, seq, step, failures
+# per claim}: now when it claimed as many as asked (more may be due), else the next due
+# time after now, or sooner the end of a claim (a crashed holder's runs out then, and its
+# session is claimed again).
 CLAIM = _NOW + """
 local expired = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now)
 for i = 1, #expired, 1000 do
@@ -34,14 +38,14 @@ for i = 1, #expired, 1000 do
   redis.call('HDEL', KEYS[5], unpack(chunk))
 end
 local held = redis.call('ZCARD', KEYS[4])
-local free = math.min(tonumber(ARGV[2]) - held, tonumber(ARGV[4]))
+local free = tonumber(ARGV[3])
 local out = {ms(now), ''}
 if free > 0 then
   local cands = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, free + held)
   for _, m in ipairs(cands) do
     if not redis.call('ZSCORE', KEYS[4], m) then
       local seq, _, _, step, fails = state(m)
-      redis.call('ZADD', KEYS[4], ms(now + tonumber(ARGV[3])), m)
+      redis.call('ZADD', KEYS[4], ms(now + tonumber(ARGV[2])), m)
       redis.call('HSET', KEYS[5], m, ARGV[1] .. ' ' .. seq .. ' ' .. ms(now))
       out[#out + 1] = m
       out[#out + 1] = seq
@@ -51,10 +55,17 @@ if free > 0 then
       if free == 0 then break end
     end
   end
+  if free == 0 then  -- there may be more due: look again at once
+    out[2] = ms(now)
+    return out
+  end
 end
 local nxt = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ms(now), '+inf', 'WITHSCORES',
                        'LIMIT', 0, 1)
-if nxt[2] then out[2] = nxt[2] end
+local ends = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
+local at = nxt[2] and tonumber(nxt[2])
+if ends[2] and (not at or tonumber(ends[2]) < at) then at = tonumber(ends[2]) end
+if at then out[2] = ms(at) end
 return out
 """
 
@@ -76,7 +87,8 @@ end
 return lost
 """
 
-# KEYS = due, dirty, state, claims, owner; ARGV = member, holder, outcome, delay ms, quiet
+# KEYS = one shard's due, dirty, state, claims, owner; ARGV = member, holder, outcome, delay
+# ms, quiet
 # ms, max lag ms, step. Ends the claim (only the holder's own) and reschedules:
 #   gone    the session no longer exists here: forget it
 #   retry   the round failed: due again after the delay, which writes cannot shorten
@@ -84,14 +96,15 @@ return lost
 #   settle  handed over (or already in sync); look again after the delay (step = poll #);
 #           the write count restarts, so the poll's claim carries seq 0
 # A session written during the round (seq moved) stays dirty from the claim's time on and
-# is due as its writes made it, whatever the outcome but retry. Returns 1, or 0 when the
-# claim was no longer this holder's (ran out and taken over: the new holder decides).
+# is due as its writes made it, whatever the outcome but retry. Returns {1, when the
+# session is due next or ''}, or {0, ''} when the claim was no longer this holder's (ran
+# out and taken over: the new holder decides).
 DONE = _NOW + """
 local m = ARGV[1]
 local o = redis.call('HGET', KEYS[5], m)
-if not o then return 0 end
+if not o then return {0, ''} end
 local holder, cseq, started = string.match(o, '^(%S+) (%d+) (%d+)$')
-if holder ~= ARGV[2] then return 0 end
+if holder ~= ARGV[2] then return {0, ''} end
 redis.call('ZREM', KEYS[4], m)
 redis.call('HDEL', KEYS[5], m)
 local seq, last, _, _, fails = state(m)
@@ -104,39 +117,80 @@ if outcome == 'gone' then
   redis.call('ZREM', KEYS[1], m)
   redis.call('ZREM', KEYS[2], m)
   redis.call('HDEL', KEYS[3], m)
-  return 1
+  return {1, ''}
 end
 if outcome == 'retry' then
   local at = now + tonumber(ARGV[4])
   redis.call('ZADD', KEYS[1], ms(at), m)
   keep(at, ARGV[7], fails + 1)
-  return 1
+  return {1, ms(at)}
 end
 if seq ~= cseq then
   redis.call('ZADD', KEYS[2], started, m)
   local due = math.min(last + tonumber(ARGV[5]), tonumber(started) + tonumber(ARGV[6]))
   redis.call('ZADD', KEYS[1], ms(due), m)
   keep(0, '0', 0)
-  return 1
+  return {1, ms(due)}
 end
 redis.call('ZREM', KEYS[2], m)
 if outcome == 'settle' then
-  redis.call('ZADD', KEYS[1], ms(now + tonumber(ARGV[4])), m)
+  local at = now + tonumber(ARGV[4])
+  redis.call('ZADD', KEYS[1], ms(at), m)
   seq = '0'  -- nothing written here is outstanding: a poll's claim says so (seq 0)
   keep(0, ARGV[7], 0)
-else
-  redis.call('ZREM', KEYS[1], m)
-  redis.call('HDEL', KEYS[3], m)
+  return {1, ms(at)}
 end
-return 1
+redis.call('ZREM', KEYS[1], m)
+redis.call('HDEL', KEYS[3], m)
+return {1, ''}
 """
 
-# KEYS = due, dirty, state; ARGV = member, delay ms. A follow-up poll for a session whose
-# upstream copy is known to be current (just imported): due after the delay unless due
-# sooner anyway.
+# KEYS = one shard's due, dirty, state; ARGV = member, delay ms. A follow-up poll for a
+# session whose upstream copy is known to be current (just imported): due after the delay
+# unless due sooner anyway. Returns when the session is due.
 SETTLE = _NOW + """
 local m = ARGV[1]
 redis.call('ZADD', KEYS[1], 'NX', ms(now + tonumber(ARGV[2])), m)
 redis.call('HSETNX', KEYS[3], m, '0 0 0 0 0')
+return redis.call('ZSCORE', KEYS[1], m)
+"""
+
+# KEYS = permits; ARGV = limit, lease ms, permit ids. Drops permits that ran out (their
+# holder stopped renewing: it crashed), then grants the ids in order while fewer than the
+# limit are held by all holders together. Returns the ids granted.
+RESERVE = _NOW + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local free = tonumber(ARGV[1]) - redis.call('ZCARD', KEYS[1])
+local out = {}
+for i = 3, #ARGV do
+  if free <= 0 then break end
+  redis.call('ZADD', KEYS[1], ms(now + tonumber(ARGV[2])), ARGV[i])
+  out[#out + 1] = ARGV[i]
+  free = free - 1
+end
+return out
+"""
+
+# KEYS = permits; ARGV = lease ms, permit ids. Extends the permits still held; returns the
+# ids that ran out (dropped by a RESERVE after their end).
+RENEW_PERMITS = _NOW + """
+local lost = {}
+for i = 2, #ARGV do
+  if redis.call('ZADD', KEYS[1], 'XX', 'CH', ms(now + tonumber(ARGV[1])), ARGV[i]) == 0
+     and not redis.call('ZSCORE', KEYS[1], ARGV[i]) then
+    lost[#lost + 1] = ARGV[i]
+  end
+end
+return lost
+"""
+
+# KEYS = one shard's due, dirty, state; ARGV = member, due ms, dirty since ms or '', state.
+# Moves an entry of the unsharded ledger of earlier versions into its shard; what the
+# shard already holds for the session (written since) wins.
+ADOPT = """
+local m = ARGV[1]
+redis.call('ZADD', KEYS[1], 'NX', ARGV[2], m)
+if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], 'NX', ARGV[3], m) end
+if ARGV[4] ~= '' then redis.call('HSETNX', KEYS[3], m, ARGV[4]) end
 return 1
 """

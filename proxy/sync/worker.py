@@ -3,10 +3,12 @@ hot path (at most ``concurrency`` here and ``limit`` across all proxies), keep t
 alive while they run, and report the backlog and the lag.
 
 Nothing here waits on a client request, and no request waits on it: a write only adds a
-due mark to its own pipeline (store.py). A round that fails is retried with backoff; one
-that outlives its deadline is abandoned and retried. On shutdown, rounds get a moment to
-finish; the rest give their claims back, so a restarted or another proxy takes them over
-at once rather than when the claims run out.
+due mark after its script (store.py, engine/flusher.py). The loop talks to Redis only when
+a ledger shard is due, at a rescan of all shards (every ``rescan_ms``: marks written by
+other proxies), or when a write of this proxy made a session due sooner (ledger.py). A
+round that fails is retried with backoff; one that outlives its deadline is abandoned and
+retried. On shutdown, rounds get a moment to finish; the rest give their claims back, so a
+restarted or another proxy takes them over at once rather than when the claims run out.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ SAMPLE_S = 1.0  # backlog and lag gauges
 REPORT_S = 60.0  # the periodic log line
 LEASE_MS = 15_000  # a crashed proxy's claims are taken over after this
 SETTLE_MIN_MS = 250.0  # first follow-up poll after a hand-over, at the soonest
+# Every shard's earliest due time is read every quiet period, within these bounds: what
+# another proxy marked is claimed here at most that much later than it falls due.
+RESCAN_MIN_MS, RESCAN_MAX_MS = 50.0, 1_000.0
 
 
 @dataclass(slots=True)
@@ -61,6 +66,7 @@ class SyncWorker:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
+        ledger.on_due = self._wake.set
 
     @classmethod
     def build(cls, settings: Settings, engine: Engine, redis: aioredis.Redis,
@@ -72,10 +78,11 @@ class SyncWorker:
         deadline_s = 3 * settings.upstream_timeout + 2 * settings.upstream_connect_timeout
         ledger = Ledger(redis, settings.key_prefix, engine.store.holder,
                         limit=settings.sync_concurrency, lease_ms=LEASE_MS, quiet_ms=quiet,
-                        max_lag_ms=max_lag)
+                        max_lag_ms=max_lag, rescan_ms=min(max(quiet, RESCAN_MIN_MS),
+                                                          RESCAN_MAX_MS))
         records = Records(redis, int(deadline_s * 1000) + LEASE_MS)
         settle_ms = max(quiet, SETTLE_MIN_MS)
-        engine.store.enable_sync_marks(quiet, max_lag)
+        engine.store.enable_sync_marks(quiet, max_lag, ledger.note_due)
         engine.sync = SyncHooks(records, ledger, settle_ms)
         return cls(ledger, HandOver(engine, records, metrics, settle_ms), metrics,
                    concurrency=settings.sync_concurrency, quiet_ms=quiet,
@@ -91,8 +98,13 @@ class SyncWorker:
         return len(self._running)
 
     async def _claim_loop(self) -> None:
+        try:
+            await self.ledger.adopt_legacy()
+        except (RedisError, OSError) as exc:
+            log.warning("could not read the unsharded sync ledger: %r", exc)
         while not self._closing:
             wait = self.poll_s
+            self._wake.clear()  # before claiming: a mark noted meanwhile wakes the wait
             free = self.concurrency - len(self._running)
             if free > 0:
                 try:
@@ -105,7 +117,6 @@ class SyncWorker:
                     self._start(claim, claimed.now_ms)
                 if claimed.next_due_ms is not None:
                     wait = min(wait, max(0.002, (claimed.next_due_ms - claimed.now_ms) / 1000))
-            self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), wait)
             except TimeoutError:
@@ -147,7 +158,7 @@ class SyncWorker:
         while True:
             await asyncio.sleep(every)
             try:
-                lost = await self.ledger.renew(list(self._running))
+                lost = await self.ledger.renew([r.claim for r in self._running.values()])
             except (RedisError, OSError) as exc:
                 log.warning("could not renew sync claims: %r", exc)
                 continue

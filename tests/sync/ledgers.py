@@ -6,13 +6,14 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 
 from proxy.store import scripts
+from proxy.store.connect import RedisClient
 from proxy.store.keys import SyncKeys
 from proxy.sync.ledger import Ledger
 
 PREFIX = "amp"
 
 
-def ledger(redis: aioredis.Redis, holder: str = "h1", *, limit: int = 4,
+def ledger(redis: RedisClient, holder: str = "h1", *, limit: int = 4,
            lease_ms: int = 5_000, quiet_ms: float = 100, max_lag_ms: float = 1_000) -> Ledger:
     return Ledger(redis, PREFIX, holder, limit=limit, lease_ms=lease_ms, quiet_ms=quiet_ms,
                   max_lag_ms=max_lag_ms)
@@ -23,15 +24,29 @@ def member(session_id: str, namespace: str | None = None, user_id: str | None = 
     return index_member(session_id, namespace, user_id)
 
 
-async def mark(redis: aioredis.Redis, m: bytes, quiet_ms: int = 100,
+def shard_of(m: bytes, prefix: str = PREFIX) -> int:
+    return SyncKeys.shard_of_member(prefix, m)
+
+
+def keys_of(m: bytes, prefix: str = PREFIX) -> SyncKeys:
+    """The keys of a session's ledger shard."""
+    return SyncKeys.build(prefix, shard_of(m, prefix))
+
+
+async def mark(redis: RedisClient, m: bytes, quiet_ms: int = 100,
                max_lag_ms: int = 1_000) -> None:
     script = redis.register_script(scripts.MARK_DUE)
-    await script(keys=list(SyncKeys.build(PREFIX).for_mark()), args=[m, quiet_ms, max_lag_ms])
+    await script(keys=list(keys_of(m).for_mark()), args=[m, quiet_ms, max_lag_ms])
 
 
-async def due_at(redis: aioredis.Redis, m: bytes) -> float | None:
-    score = await redis.zscore(SyncKeys.build(PREFIX).due, m)
+async def due_at(redis: RedisClient, m: bytes) -> float | None:
+    score = await redis.zscore(keys_of(m).due, m)
     return None if score is None else float(score)
+
+
+async def total(redis: RedisClient, name: str, prefix: str = PREFIX) -> int:
+    """Entries of one of the ledger's zsets (``due``, ``dirty``, ``claims``), all shards."""
+    return sum([int(await redis.zcard(getattr(k, name))) for k in SyncKeys.shards(prefix)])
 
 
 async def redis_ms(redis: aioredis.Redis) -> int:

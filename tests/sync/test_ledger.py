@@ -11,12 +11,10 @@ import redis.asyncio as aioredis
 
 from proxy import codec
 from proxy.engine.plan import plan_rewrite
-from proxy.store.keys import SyncKeys, logical_key
+from proxy.store.keys import logical_key
 from proxy.store.store import Store, Write
-from tests.sync.ledgers import PREFIX, due_at, ledger, mark, member
+from tests.sync.ledgers import PREFIX, due_at, keys_of, ledger, mark, member
 from tests.sync.sessions import NOW, msgs
-
-KEYS = SyncKeys.build(PREFIX)
 
 
 def write_of(store: Store, session_id: str) -> Write:
@@ -49,7 +47,7 @@ async def test_a_write_marks_its_session_due_in_its_own_pipeline(
     before = await redis_client.zscore(store.index_key, member("on"))
     assert await land(store, back) == 1
     assert await redis_client.zscore(store.index_key, member("on")) == before
-    state = await redis_client.hget(KEYS.state, member("on"))
+    state = await redis_client.hget(keys_of(member("on")).state, member("on"))
     assert state is not None and state.split()[0] == b"1"  # still one write to hand over
 
 
@@ -80,6 +78,6 @@ async def test_renewal_keeps_a_claim_past_its_lease(redis_client: aioredis.Redis
     [claim] = (await slow.claim(1)).claims
     for _ in range(4):
         await asyncio.sleep(0.05)
-        assert await slow.renew([claim.member]) == set()
+        assert await slow.renew([claim]) == set()
     assert (await other.claim(1)).claims == []
     assert await slow.done(claim, "clean")

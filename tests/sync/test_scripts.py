@@ -6,10 +6,9 @@ import asyncio
 
 import redis.asyncio as aioredis
 
-from proxy.store.keys import SyncKeys
-from tests.sync.ledgers import PREFIX, due_at, ledger, mark, member, redis_ms
+from tests.sync.ledgers import due_at, keys_of, ledger, mark, member, redis_ms, shard_of
 
-KEYS = SyncKeys.build(PREFIX)
+KEYS = keys_of(member("s"))  # the shard of the session most tests use
 
 
 async def test_a_write_is_due_a_quiet_period_later_but_never_past_the_max_lag(
@@ -34,7 +33,7 @@ async def test_only_due_sessions_are_claimed_and_each_by_one_holder(
     await mark(redis_client, member("b"), quiet_ms=60_000, max_lag_ms=60_000)
     got = await one.claim(5)
     assert [c.member for c in got.claims] == [member("a")]
-    assert got.next_due_ms is not None and got.next_due_ms > got.now_ms + 50_000
+    assert one.schedule.at[shard_of(member("b"))] > got.now_ms + 50_000
     assert (await two.claim(5)).claims == []  # a is held by h1, b is not due
 
 
@@ -59,7 +58,7 @@ async def test_a_claim_that_runs_out_is_taken_over(redis_client: aioredis.Redis)
     [taken] = (await other.claim(1)).claims
     assert taken.member == claim.member
     assert not await crashed.done(claim, "clean")  # too late: no longer its claim
-    assert await crashed.renew([claim.member]) == {claim.member}
+    assert await crashed.renew([claim]) == {claim.member}
     assert await other.done(taken, "clean")
     assert await redis_client.zcard(KEYS.due) == 0
 
@@ -70,7 +69,7 @@ async def test_done_forgets_a_session_handed_over_unchanged(
     await mark(redis_client, member("s"), quiet_ms=0)
     [claim] = (await led.claim(1)).claims
     assert await led.done(claim, "clean")
-    for key in (KEYS.due, KEYS.dirty, KEYS.state, KEYS.claims, KEYS.owner):
+    for key in KEYS.all():
         assert not await redis_client.exists(key), key
 
 

@@ -10,10 +10,10 @@ import pytest
 from aiohttp import ClientSession
 
 from proxy.localstack import Service
-from proxy.store.keys import SyncKeys
 from proxy.sync.ledger import Claim
 from tests.support.faultproxy import fault_proxy
 from tests.sync.conftest import SYNC, SyncProxy
+from tests.sync.ledgers import total
 from tests.sync.sessions import eventually, msgs
 from tests.sync.test_handover import get, put, sid, until_handed_over
 
@@ -84,14 +84,14 @@ async def test_shutdown_gives_back_the_claims_of_rounds_it_stops(
         proxy = await sync_proxy(upstream_url=link.url("http"), auth_mode="off",
                                  shutdown_timeout=0.3)
         redis = proxy.app[SYNC].ledger.redis
-        keys = SyncKeys.build("amp")
         link.pause()  # the round hangs on the upstream
         await put(proxy, sid(), {"messages": msgs(1)})
         await eventually(lambda: _true(proxy.app[SYNC].running == 1))
         await proxy.close()
         link.resume()
-        assert await redis.zcard(keys.claims) == 0  # given back: whoever runs next takes it
-        assert await redis.zcard(keys.due) == 1
+        assert await total(redis, "claims") == 0  # given back: whoever runs next takes it
+        assert await total(redis, "due") == 1
+        assert await redis.zcard(proxy.app[SYNC].ledger.permits) == 0
 
 
 async def _true(value: bool) -> bool | None:

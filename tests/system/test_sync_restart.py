@@ -14,9 +14,9 @@ import orjson
 import pytest
 
 from proxy.localstack import ProcessGroup, Service
-from proxy.store.keys import SyncKeys
 from tests.engine_fixtures import WM
 from tests.support.faultproxy import fault_proxy
+from tests.sync.ledgers import total
 from tests.sync.sessions import eventually
 from tests.sync.stack import LtmStack, metrics, serve
 
@@ -54,7 +54,7 @@ async def test_hand_overs_due_at_a_crash_are_made_after_restart_once_the_upstrea
                          "id": "m0", "created_at": "2025-03-01T10:00:00Z"}]})
                 assert status == 200
             kill_9(first)
-            assert await redis_client.zcard(SyncKeys.build("amp").due) == len(sessions)
+            assert await total(redis_client, "due") == len(sessions)
             for s in sessions:
                 status, _ = await call(http, "GET", f"{ltm.upstream.url}{WM}{s}?namespace={ns}")
                 assert status == 404

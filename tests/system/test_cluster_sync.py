@@ -1,0 +1,125 @@
+"""The upstream sync's ledger on a Redis Cluster (3 masters, 3 replicas): its shards spread
+over the masters with the sessions they mark, a master refusing writes fails only the
+writes whose session or due mark is there, and the ledger's own tests
+(tests/sync/test_scripts.py, tests/sync/test_shards.py) again, on the cluster."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from redis.asyncio.cluster import RedisCluster
+
+from proxy.coherence import Coherence
+from proxy.engine.flusher import Flusher
+from proxy.errors import StoreUnavailable
+from proxy.localstack.cluster import Cluster, ClusterNode
+from proxy.store.batch import key_of
+from proxy.store.keys import SYNC_SHARDS, SessionKeys, SyncKeys
+from proxy.store.slots import SLOTS, slot_of
+from proxy.store.store import Store
+from tests.sync import test_scripts, test_shards
+from tests.sync.ledgers import PREFIX, due_at, ledger, member
+from tests.sync.test_shards import create
+from tests.system.cluster_fixtures import adopt, emptied, redis_cluster
+
+__all__ = ["redis_cluster"]
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture
+async def redis_client(redis_cluster: Cluster) -> AsyncIterator[RedisCluster]:
+    client = await emptied(redis_cluster)
+    yield client
+    await client.aclose()
+
+
+adopt(globals(), test_scripts)
+adopt(globals(), test_shards, [
+    "test_backlog_and_due_count_add_up_over_the_shards",
+    "test_claims_from_several_shards_stay_within_the_limit_of_all_proxies",
+    "test_a_mark_is_applied_only_after_its_write_succeeded",
+    "test_the_unsharded_ledger_of_an_earlier_version_moves_into_the_shards"])
+
+
+def masters_by_slot(cluster: Cluster) -> Callable[[str], ClusterNode]:
+    """The master serving a key, by one read of the cluster's slot map."""
+    cluster.wait_healthy()
+    owners: list[ClusterNode | None] = [None] * SLOTS
+    for view in cluster.view():
+        if view.is_master and not view.failed:
+            for lo, hi in view.slots:
+                owners[lo:hi + 1] = [cluster.by_id(view.node_id)] * (hi + 1 - lo)
+
+    def master_of(key: str) -> ClusterNode:
+        owner = owners[slot_of(key)]
+        assert owner is not None
+        return owner
+    return master_of
+
+
+async def test_the_shards_spread_over_the_masters_with_the_sessions_they_mark(
+        redis_cluster: Cluster) -> None:
+    master_of = masters_by_slot(redis_cluster)
+    held = Counter(master_of(k.due).port for k in SyncKeys.shards(PREFIX))
+    masters = {m.port for m in redis_cluster.masters()}
+    assert set(held) == masters
+    assert min(held.values()) >= SYNC_SHARDS // len(masters) - 1  # 5 or 6 each
+    sessions = [SessionKeys.build(PREFIX, f"s{i}") for i in range(1_000)]
+    together = sum(master_of(s.meta) is master_of(
+        SyncKeys.build(PREFIX, SyncKeys.shard_of(s)).due) for s in sessions)
+    assert together >= 900  # a mark goes where its session is (96% on 3 masters)
+
+
+async def test_a_master_refusing_writes_fails_only_the_writes_marked_or_stored_there(
+        redis_cluster: Cluster, redis_client: RedisCluster) -> None:
+    master_of = masters_by_slot(redis_cluster)
+    store = Store(redis_client, PREFIX)
+    led = ledger(redis_client)
+    store.enable_sync_marks(60_000, 120_000, led.note_due)
+
+    def where(sid: str, sick: ClusterNode) -> tuple[bool, bool, bool]:
+        """Whether the session, the rest of its write (index upkeep), its due mark are
+        on ``sick``."""
+        write, pipe = create(store, sid), store.pipeline()
+        store.queue_write(pipe, write)
+        others = [master_of(key_of(args)) is sick
+                  for args, _ in pipe.command_stack[1:]]
+        mark = SyncKeys.build(PREFIX, SyncKeys.shard_of(write.keys)).due
+        return (master_of(write.keys.meta) is sick, any(others),
+                master_of(mark) is sick)
+
+    def find(wanted: tuple[bool, bool, bool], sick: ClusterNode, count: int) -> list[str]:
+        found = [sid for sid in (f"w{i}" for i in range(5_000)) if where(sid, sick) == wanted]
+        return found[:count]
+
+    # A master holding the due marks of some sessions stored on another master.
+    sick, marked_there = next((m, found[0]) for m in redis_cluster.masters()
+                              if (found := find((False, False, True), m, 1)))
+    healthy = find((False, False, False), sick, 6)  # nothing on the sick master
+    stored_there = find((True, True, True), sick, 1)[0]
+    flusher = Flusher(store, Coherence(store), batch_max=64, queue_max=100, queue_wait=0.1,
+                      linger=0)
+    flusher.start()
+    sick.command("CONFIG", "SET", "min-replicas-to-write", "10")  # refuses every write
+    try:
+        futures = [await flusher.submit(create(store, sid))
+                   for sid in [*healthy, marked_there, stored_there]]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+    finally:
+        sick.command("CONFIG", "SET", "min-replicas-to-write", "0")
+        await flusher.close(1.0)
+    *fine, mark_failed, write_failed = results
+    assert all(isinstance(v, int) for v in fine), fine
+    assert isinstance(mark_failed, StoreUnavailable) and isinstance(write_failed,
+                                                                   StoreUnavailable)
+    for sid in healthy:
+        assert await due_at(redis_client, member(sid)) is not None
+    # The write whose mark failed landed all the same (answered 503: the client's retry
+    # writes again and marks it); the one refused on its own master left nothing.
+    assert await redis_client.exists(store.keys(marked_there).meta)
+    assert not await redis_client.exists(store.keys(stored_there).meta)
+    assert await due_at(redis_client, member(marked_there)) is None
