@@ -3,7 +3,6 @@ redis-server with a real replica and on the local cluster."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -17,6 +16,7 @@ from proxy.localstack import ProcessGroup, Service, Stack, start_redis
 from proxy.localstack.cluster import Cluster
 from proxy.store.batch import Batches
 from proxy.store.slots import slot_of
+from tests.support.replication import replicate
 from tests.system.cluster_fixtures import cluster_client, redis_cluster
 
 __all__ = ["cluster_client", "redis_cluster"]
@@ -33,13 +33,8 @@ def primary_and_replica(stack: Stack, processes: ProcessGroup) -> tuple[Service,
 async def primary(primary_and_replica: tuple[Service, Service]
                   ) -> AsyncIterator[aioredis.Redis]:
     primary, replica = primary_and_replica
+    await replicate(primary.url, replica.url)
     client = aioredis.Redis.from_url(primary.url)
-    async with aioredis.Redis.from_url(replica.url) as r:
-        await r.replicaof("127.0.0.1", primary.url.rsplit(":", 1)[1])
-        for _ in range(200):
-            if (await r.info("replication"))["master_link_status"] == "up":
-                break
-            await asyncio.sleep(0.02)
     await client.flushall()
     yield client
     await client.aclose()

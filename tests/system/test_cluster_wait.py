@@ -6,7 +6,6 @@ under load the flusher's pipelines share one WAIT.
 
 from __future__ import annotations
 
-import asyncio
 import statistics
 import time
 from typing import Any
@@ -20,6 +19,7 @@ from proxy.localstack import ProcessGroup, Service, Stack, start_redis
 from proxy.localstack.cluster import Cluster
 from proxy.store.batch import Batches
 from tests.conftest import ProxyFactory
+from tests.support.replication import replicate
 from tests.system.cluster_fixtures import (
     FIGURES,
     cluster_client,
@@ -90,12 +90,7 @@ async def compare(start: Any, where: str, client: Any) -> dict[int, list[float]]
 async def test_wait_cost_on_one_server_with_a_replica(
         proxy_factory: ProxyFactory, replicated: tuple[Service, Service]) -> None:
     primary, replica = replicated
-    async with aioredis.Redis.from_url(replica.url) as r:
-        await r.replicaof("127.0.0.1", primary.url.rsplit(":", 1)[1])
-        for _ in range(200):
-            if (await r.info("replication"))["master_link_status"] == "up":
-                break
-            await asyncio.sleep(0.02)
+    await replicate(primary.url, replica.url)
 
     async def start(**settings: Any) -> Any:
         return await proxy_factory(redis_url=primary.url, **settings)
