@@ -5,10 +5,11 @@ extraction), its MCP server and its workers keep working, and what they write ba
 
 ::
 
-    PUT ──▶ flusher pipeline: session script + due mark (store/scripts.py MARK_DUE)
+    PUT ──▶ flusher: session script, then its due mark (store/scripts.py MARK_DUE)
                                    │
-                    ledger in the proxy's Redis (ledger.py): due / dirty / claims
-                                   │  claimed by any proxy, one round per session at a time
+          ledger in the proxy's Redis (ledger.py): 16 shards of due / dirty / claims,
+                                   │  round permits; claimed by any proxy from the shards
+                                   │  due, one round per session at a time
                                    ▼
     round (handover.py): read the proxy's copy ── GET the upstream's copy ── merge.py
                           │ stamps / foreign content              │ what the upstream lacks
@@ -24,8 +25,11 @@ extraction), its MCP server and its workers keep working, and what they write ba
   copies differ, one PUT of the whole session.
 * **In order, retried, durable**: a session is in one round at a time anywhere; a failed
   round is retried with backoff without blocking writes; the due marks live in Redis and
-  are written in the same pipeline as the writes, so an acknowledged write is never lost
-  to the sync, even if the proxy crashes right after.
+  a write is acknowledged only once its mark is applied, after the write itself (a round
+  that starts in between reads the write), so an acknowledged write is never lost to the
+  sync, even if the proxy crashes right after.
+* **Sharded**: on a Redis Cluster the ledger's shards sit with the sessions they mark, so
+  no slot takes every write's mark and a failover stops only its own master's writes.
 * **Never summarized**: the hand-over's context window is one no session can fill.
 * **Reconciled**: merge.py holds the rule.
 

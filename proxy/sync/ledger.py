@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from proxy.store.connect import RedisClient
 from proxy.store.keys import SYNC_SHARDS, SyncKeys, legacy_sync_keys, sync_permits_key
@@ -57,6 +58,7 @@ log = logging.getLogger("proxy.sync")
 
 Outcome = Literal["gone", "retry", "clean", "settle"]
 NEVER = float("inf")
+RETRY_MS = 1_000.0  # a shard whose master did not answer is asked again this much later
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +159,11 @@ class Ledger:
                 for k in due:
                     if len(claims) == len(granted):
                         break
-                    claims += await self._claim_from(k, granted[len(claims):])
+                    try:
+                        claims += await self._claim_from(k, granted[len(claims):])
+                    except (RedisError, OSError) as exc:  # its master is failing over
+                        log.warning("sync ledger shard %d unreachable: %r", k, exc)
+                        schedule.at[k] = schedule.now() + RETRY_MS
             finally:
                 if unused := granted[len(claims):]:
                     await self.redis.zrem(self.permits, *unused)
@@ -176,10 +182,17 @@ class Ledger:
     async def rescan(self) -> None:
         """Read every shard's earliest due time (what other proxies marked, too)."""
         earliest = await self._each(lambda r, k: r.zrange(k.due, 0, 0, withscores=True),
-                                    time_too=True)
-        (secs, micros), firsts = earliest[-1], earliest[:-1]
-        self.schedule.synced(int(secs) * 1000 + int(micros) // 1000)
-        self.schedule.at = [float(f[0][1]) if f else NEVER for f in firsts]
+                                    time_too=True, tolerant=True)
+        clock, firsts = earliest[-1], earliest[:-1]
+        if not isinstance(clock, Exception):
+            secs, micros = clock
+            self.schedule.synced(int(secs) * 1000 + int(micros) // 1000)
+        retry_at = self.schedule.now() + RETRY_MS
+        failed = [k for k, f in enumerate(firsts) if isinstance(f, Exception)]
+        if failed:  # a master failing over: the other shards go on
+            log.warning("sync ledger shards %s unreachable: %r", failed, firsts[failed[0]])
+        self.schedule.at = [retry_at if isinstance(f, Exception) else
+                            float(f[0][1]) if f else NEVER for f in firsts]
         self.schedule.rescan_at = time.monotonic() * 1000 + self.rescan_ms
 
     async def renew(self, claims: Sequence[Claim]) -> set[bytes]:
@@ -196,8 +209,15 @@ class Ledger:
             for k, members in by_shard.items()]
         calls.append(self._renew_permits(keys=[self.permits],
                                          args=[self.lease_ms, *(c.permit for c in claims)]))
-        *lost, lost_permits = await asyncio.gather(*calls)
-        out = {m for members in lost for m in cast(list[bytes], members)}
+        *lost, lost_permits = await asyncio.gather(*calls, return_exceptions=True)
+        for failure in (r for r in [*lost, lost_permits] if isinstance(r, BaseException)):
+            if not isinstance(failure, (RedisError, OSError)):
+                raise failure
+            log.warning("could not renew sync claims: %r", failure)  # the others are
+        out = {m for members in lost if not isinstance(members, BaseException)
+               for m in cast(list[bytes], members)}
+        if isinstance(lost_permits, BaseException):
+            return out
         gone = {_text(p) for p in cast(list[bytes], lost_permits)}
         return out | {c.member for c in claims if c.permit in gone}
 
@@ -259,10 +279,11 @@ class Ledger:
             self.schedule.at = [0.0] * SYNC_SHARDS
         return len(entries)
 
-    async def _each(self, command: Callable[[Any, SyncKeys], Any],
-                    time_too: bool = False) -> list[Any]:
+    async def _each(self, command: Callable[[Any, SyncKeys], Any], time_too: bool = False,
+                    tolerant: bool = False) -> list[Any]:
         """``command`` on every shard (plus TIME last): one pipeline on one server, all
-        at once on a cluster (each to its shard's master)."""
+        at once on a cluster (each to its shard's master; ``tolerant``: a shard that
+        failed gives its exception, else the first failure is raised)."""
         if isinstance(self.redis, aioredis.Redis):
             async with self.redis.pipeline(transaction=False) as pipe:
                 for keys in self.shards:
@@ -274,7 +295,12 @@ class Ledger:
         calls = [command(self.redis, keys) for keys in self.shards]
         if time_too:
             calls.append(self.redis.time())
-        return list(await asyncio.gather(*calls))
+        replies = await asyncio.gather(*calls, return_exceptions=True)
+        for reply in replies:
+            if isinstance(reply, BaseException) and (
+                    not tolerant or not isinstance(reply, (RedisError, OSError))):
+                raise reply
+        return list(replies)
 
 
 def _text(value: bytes | str) -> str:

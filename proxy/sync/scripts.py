@@ -1,12 +1,14 @@
 """Lua scripts of the sync ledger (see ledger.py). Each works on one shard, whose keys
 share one hash tag (store/keys.py SyncKeys), or on the permits (one key).
 
-Times are Redis's clock in ms, so that proxies with skewed clocks agree. A session's state
+Times are Redis's clock in ms, so that proxies with skewed clocks agree (each shard's, and
+the permits', on the master serving it; a session is always in one shard). A session's state
 is one hash field, ``"seq last retry_at step failures"``: ``seq`` counts its writes (the
 due mark, store/scripts.py MARK_DUE, adds one), ``last`` is its last write, ``retry_at``
 holds off rounds after a failure, ``step`` counts follow-up polls, ``failures`` rounds
 failed in a row. A claim is a member of ``claims`` scored by its end (renewed while the
-round runs) plus an ``owner`` entry ``"holder seq claimed_at"``.
+round runs) plus an ``owner`` entry ``"holder seq claimed_at"``. A round also holds a
+permit (RESERVE): the permits, unlike the claims, are counted across all shards.
 """
 
 from __future__ import annotations
