@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
-from proxy.tasks import cancel_and_wait, spawn
+from proxy.tasks import OffLoop, cancel_and_wait, spawn
 
 
 async def test_cancel_and_wait_outlasts_a_task_that_swallows_a_cancellation() -> None:
@@ -40,3 +42,16 @@ async def test_cancel_and_wait_accepts_none_and_finished_tasks() -> None:
     await task
     await cancel_and_wait(task)
     assert task.done() and not task.cancelled()
+
+
+async def test_off_loop_runs_small_inputs_inline_and_big_ones_in_its_executor() -> None:
+    with ThreadPoolExecutor(1, thread_name_prefix="off-loop-test") as pool:
+        off_loop = OffLoop(100, pool)
+
+        def where(tag: str, *, suffix: str) -> str:
+            return f"{tag}{suffix}:{threading.current_thread().name}"
+
+        assert await off_loop(100, where, "small", suffix="!") == "small!:MainThread"
+        big = await off_loop(101, where, "big", suffix="?")
+        assert big.startswith("big?:off-loop-test")
+    assert (await OffLoop(0)(1, where, "x", suffix="")) != "x:MainThread"  # default executor

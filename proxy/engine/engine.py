@@ -26,8 +26,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from functools import partial
-from typing import ParamSpec, Protocol, TypeVar
+from typing import Protocol
 from weakref import WeakValueDictionary
 
 import orjson
@@ -46,30 +45,19 @@ from proxy.engine.writes import Writes
 from proxy.errors import ForwardToUpstream, InvalidRequest
 from proxy.store.keys import SessionKeys, logical_key
 from proxy.store.store import Meta, Store
-from proxy.tasks import spawn
+from proxy.tasks import OffLoop, spawn
 from proxy.upstream.credentials import verify_caller
 from proxy.upstream.sessions import UpstreamSessions
 
 log = logging.getLogger("proxy.engine.engine")
 
-P = ParamSpec("P")
-T = TypeVar("T")
-# PUT bodies past this are parsed, planned and rendered in a worker thread: for 50 MB that
-# is seconds of token counting and hashing (which release the GIL) that would stall
-# every other request on the event loop.
+# PUT bodies past 1 MiB are parsed, planned and rendered in a worker thread: for 50 MB
+# that is seconds of token counting and hashing (which release the GIL) that would stall
+# every other request on the event loop. One thread: big bodies queue behind each other
+# rather than share two cores, and their allocations stay in one malloc arena (each
+# thread's arena keeps its peak).
 OFFLOAD_BYTES = 1 << 20
-
-
-# One thread: big bodies queue behind each other rather than share two cores, and their
-# allocations stay in one malloc arena (each thread's arena keeps its peak).
-_BIG_BODIES = ThreadPoolExecutor(1, thread_name_prefix="big-body")
-
-
-async def off_loop(size: int, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-    if size > OFFLOAD_BYTES:
-        return await asyncio.get_running_loop().run_in_executor(
-            _BIG_BODIES, partial(fn, *args, **kwargs))
-    return fn(*args, **kwargs)
+off_loop = OffLoop(OFFLOAD_BYTES, ThreadPoolExecutor(1, thread_name_prefix="big-body"))
 
 
 DEPRECATION = ("x-deprecation-warning", "messages[].created_at will become required in the "
