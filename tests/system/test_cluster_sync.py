@@ -1,7 +1,7 @@
 """The upstream sync's ledger on a Redis Cluster (3 masters, 3 replicas): its shards spread
 over the masters with the sessions they mark, a master refusing writes fails only the
 writes whose session or due mark is there, and the ledger's own tests
-(tests/sync/test_scripts.py, tests/sync/test_shards.py) again, on the cluster."""
+(tests/sync/test_scripts.py, tests/sync/test_ledger_shards.py) again, on the cluster."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+from aiohttp import ClientSession
 from redis.asyncio.cluster import RedisCluster
 
 from proxy.coherence import Coherence
@@ -20,12 +21,17 @@ from proxy.store.batch import key_of
 from proxy.store.keys import SYNC_SHARDS, SessionKeys, SyncKeys
 from proxy.store.slots import SLOTS, slot_of
 from proxy.store.store import Store
-from tests.sync import test_scripts, test_shards
-from tests.sync.ledgers import PREFIX, due_at, ledger, member
-from tests.sync.test_shards import create
-from tests.system.cluster_fixtures import adopt, emptied, redis_cluster
+from tests.conftest import ProxyFactory
+from tests.sync import test_ledger_shards, test_scripts
+from tests.sync.conftest import FAST, SYNC
+from tests.sync.ledgers import PREFIX, due_at, ledger, member, total
+from tests.sync.sessions import eventually, msgs
+from tests.sync.test_handover import put, until_handed_over
+from tests.sync.test_handover import sid as new_sid
+from tests.sync.test_ledger_shards import create
+from tests.system.cluster_fixtures import adopt, cluster_proxy_factory, emptied, redis_cluster
 
-__all__ = ["redis_cluster"]
+__all__ = ["cluster_proxy_factory", "redis_cluster"]
 
 pytestmark = pytest.mark.cluster
 
@@ -38,7 +44,7 @@ async def redis_client(redis_cluster: Cluster) -> AsyncIterator[RedisCluster]:
 
 
 adopt(globals(), test_scripts)
-adopt(globals(), test_shards, [
+adopt(globals(), test_ledger_shards, [
     "test_backlog_and_due_count_add_up_over_the_shards",
     "test_claims_from_several_shards_stay_within_the_limit_of_all_proxies",
     "test_a_mark_is_applied_only_after_its_write_succeeded",
@@ -116,10 +122,29 @@ async def test_a_master_refusing_writes_fails_only_the_writes_marked_or_stored_t
     assert all(isinstance(v, int) for v in fine), fine
     assert isinstance(mark_failed, StoreUnavailable) and isinstance(write_failed,
                                                                    StoreUnavailable)
-    for sid in healthy:
-        assert await due_at(redis_client, member(sid)) is not None
+    for name in healthy:
+        assert await due_at(redis_client, member(name)) is not None
     # The write whose mark failed landed all the same (answered 503: the client's retry
     # writes again and marks it); the one refused on its own master left nothing.
     assert await redis_client.exists(store.keys(marked_there).meta)
     assert not await redis_client.exists(store.keys(stored_there).meta)
     assert await due_at(redis_client, member(marked_there)) is None
+
+
+@pytest.mark.upstream
+async def test_sessions_written_through_two_proxies_are_handed_over_by_either(
+        cluster_proxy_factory: ProxyFactory, redis_client: RedisCluster,
+        direct: ClientSession) -> None:
+    one = await cluster_proxy_factory(**FAST, sync_concurrency=2)
+    two = await cluster_proxy_factory(**FAST, sync_concurrency=2)
+    sessions = [new_sid() for _ in range(6)]
+    for i, s in enumerate(sessions):
+        await put(one if i % 2 else two, s, {"messages": msgs(2)})
+    for s in sessions:
+        await until_handed_over(one, direct, s)
+
+    async def idle() -> bool | None:
+        running = one.app[SYNC].running + two.app[SYNC].running
+        return True if running == 0 and await total(redis_client, "dirty") == 0 else None
+    await eventually(idle)
+    assert await redis_client.zcard(one.app[SYNC].ledger.permits) == 0

@@ -1,7 +1,7 @@
 """The sharded ledger: backlog and due counts over every shard, the limit across proxies
 and shards (permits), claims only from the shards due, marks only after their write, and
 the unsharded ledger of an earlier version moved into the shards.
-tests/system/test_cluster_sync.py runs these on a Redis Cluster too."""
+tests/system/test_cluster_sync.py runs them on a Redis Cluster too."""
 
 from __future__ import annotations
 
