@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from proxy.codec.dialect import Dialect
 from proxy.codec.tokens import count_text
 from proxy.coherence import Coherence, LeasedCoherence
 from proxy.config import Settings
@@ -36,6 +35,7 @@ from proxy.http.appkeys import (
     SETTINGS,
     STORE,
     UPSTREAM,
+    VERSIONS,
     WRITES,
 )
 from proxy.observability import access
@@ -101,34 +101,30 @@ async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
     writes = app[WRITES] = Writes(flusher, app[CACHE], app[COHERENCE],
                                   buffered=settings.ack_mode == "buffered")
     app[ENGINE] = Engine(store, writes, app[CACHE], app[COHERENCE],
-                         UpstreamSessions(app[UPSTREAM], app[auth.GUARD].credentials))
+                         UpstreamSessions(app[UPSTREAM], app[auth.GUARD].credentials),
+                         rules=app[VERSIONS])
     count_text("warm-up")  # load the encoding (~0.2 s) now, not in the first PUT
     try:
         await store.load_scripts()
     except StoreUnavailable as exc:  # start anyway; /-/readyz tells, the flusher retries
         log.warning("redis not reachable at start-up: %r", exc.__cause__)
     flusher.start()
+    index = spawn(store.ids.build([s.index for s in store.index.shards]), name="id-index-build")
     log.info("working-memory engine on %s (ack mode %s)", settings.redis_url, settings.ack_mode)
     yield
+    await cancel_and_wait(index)
     await writes.drain(settings.shutdown_timeout)
 
 
 async def _versions_ctx(app: web.Application) -> AsyncIterator[None]:
     """The fronted upstream's version, so the rules the engine answers by (versions.py)."""
-    settings, engine = app[SETTINGS], app[ENGINE]
-
-    def apply(dialect: Dialect) -> None:
-        engine.dialect = dialect
-
-    watch = VersionWatch(app[UPSTREAM], apply, setting=settings.upstream_version,
-                         summarization=settings.upstream_summarization,
-                         threshold=settings.upstream_summarization_threshold)
-    engine.dialect = await watch.start(settings.upstream_connect_timeout)
-    engine.confirm_dialect = watch.confirm
-    index = spawn(engine.store.ids.build([s.index for s in engine.store.index.shards]),
-                  name="id-index-build")
+    settings = app[SETTINGS]
+    watch = app[VERSIONS] = VersionWatch(
+        app[UPSTREAM], setting=settings.upstream_version,
+        summarization=settings.upstream_summarization,
+        threshold=settings.upstream_summarization_threshold)
+    await watch.start(settings.upstream_connect_timeout)
     yield
-    await cancel_and_wait(index)
     await watch.close()
 
 
@@ -153,7 +149,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS], app[DRAINING] = metrics, draining
     for ctx in (_upstream_ctx, auth.auth_ctx, limits.limits_ctx, _redis_ctx, _coherence_ctx,
-                _engine_ctx, _versions_ctx, _sync_ctx, ops.sampler_ctx):
+                _versions_ctx, _engine_ctx, _sync_ctx, ops.sampler_ctx):
         app.cleanup_ctx.append(ctx)
     ops.add_routes(app.router)  # before the API's catch-all
     routes.add_routes(app.router)

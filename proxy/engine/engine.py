@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Protocol
@@ -41,6 +41,7 @@ from proxy.engine.cache import SessionCache, SessionTail
 from proxy.engine.plan import Plan, plan_put
 from proxy.engine.rawput import put_repeating, remember
 from proxy.engine.select import Selection, select
+from proxy.engine.versions import FixedRules, Rules
 from proxy.engine.writes import Writes
 from proxy.errors import ForwardToUpstream, InvalidRequest
 from proxy.store.keys import SessionKeys, logical_key
@@ -75,17 +76,17 @@ class UpstreamCopies(Protocol):
 
 class Engine:
     def __init__(self, store: Store, writes: Writes, cache: SessionCache,
-                 coherence: Coherence, upstream: UpstreamSessions,
-                 *, clock: Callable[[], float] = time.time, dialect: Dialect = V0_14) -> None:
+                 coherence: Coherence, upstream: UpstreamSessions, *,
+                 rules: Rules | None = None, sync: UpstreamCopies | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.writes = writes
         self.cache = cache
         self.coherence = coherence
         self.upstream = upstream
         self.clock = clock
-        self.dialect = dialect  # the fronted upstream's rules; replaced once it is known
-        self.confirm_dialect: Callable[[], Awaitable[None]] | None = None  # see versions.py
-        self.sync: UpstreamCopies | None = None  # set when the upstream sync is on
+        self._rules = rules if rules is not None else FixedRules()
+        self.sync = sync  # None: the upstream sync is off
         self._locks: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
         self.answers = Answers(cache, coherence)  # warm GETs answered again (answers.py)
 
@@ -98,11 +99,16 @@ class Engine:
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
 
+    @property
+    def dialect(self) -> Dialect:
+        """The fronted upstream's rules as known now."""
+        return self._rules.current
+
     async def rules(self) -> Dialect:
         """The rules to answer by, asking the upstream first while they are assumed."""
-        if not self.dialect.confirmed and self.confirm_dialect is not None:
-            await self.confirm_dialect()
-        return self.dialect
+        if not self._rules.current.confirmed:
+            await self._rules.confirm()
+        return self._rules.current
 
     # --- PUT ---------------------------------------------------------------------------
 

@@ -28,10 +28,11 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Protocol
 
 import orjson
 
-from proxy.codec.dialect import NEWEST, Dialect, for_version
+from proxy.codec.dialect import NEWEST, V0_14, Dialect, for_version
 from proxy.errors import HttpError, UpstreamError
 from proxy.tasks import cancel_and_wait, spawn
 from proxy.upstream.client import Upstream
@@ -57,20 +58,44 @@ async def reported_version(upstream: Upstream) -> str:
     return version
 
 
+class Rules(Protocol):
+    """The fronted upstream's rules (``VersionWatch``, or ``FixedRules``)."""
+
+    @property
+    def current(self) -> Dialect: ...  # assumed ones until the version is known
+    async def confirm(self) -> None: ...  # ask the upstream now, while they are assumed
+
+
+class FixedRules:
+    """Rules that are known and never change (an engine without a version watch)."""
+
+    def __init__(self, dialect: Dialect = V0_14) -> None:
+        self.current = dialect
+
+    async def confirm(self) -> None:
+        pass
+
+
 class VersionWatch:
     """Learns the upstream's version and hands the matching Dialect to ``apply``."""
 
-    def __init__(self, upstream: Upstream, apply: Callable[[Dialect], None], *,
-                 setting: str = AUTO, summarization: bool = True,
+    def __init__(self, upstream: Upstream, apply: Callable[[Dialect], None] | None = None,
+                 *, setting: str = AUTO, summarization: bool = True,
                  threshold: float = 0.7) -> None:
         self.upstream = upstream
-        self.apply = apply
+        self.apply = apply  # told each version learned (the engine reads ``current``)
         self.setting = setting
         self.summarization = summarization
         self.threshold = threshold
         self.dialect: Dialect | None = None  # None: not known yet
+        self._assumed = replace(self._configured(NEWEST)[0], confirmed=False)
         self._asking: asyncio.Task[bool] | None = None
         self._retry: asyncio.Task[None] | None = None
+
+    @property
+    def current(self) -> Dialect:
+        """The rules to answer by now: the known version's, else the newest's, assumed."""
+        return self.dialect if self.dialect is not None else self._assumed
 
     async def start(self, wait: float) -> Dialect:
         """Learn the version (waiting at most ``wait`` s for the upstream); returns the
@@ -83,12 +108,11 @@ class VersionWatch:
                 return self.dialect
         except TimeoutError:
             pass
-        assumed, _ = self._configured(NEWEST)
         log.warning("the upstream's version is not known yet (%s does not answer); "
                     "answering as agent-memory-server %s until it is", self.upstream.base,
-                    assumed.version)
+                    self._assumed.version)
         self._retry = spawn(self._keep_asking(), name="upstream-version")
-        return replace(assumed, confirmed=False)
+        return self._assumed
 
     async def confirm(self) -> None:
         """Ask now when the version is not known yet (requests asking at the same time
@@ -114,7 +138,9 @@ class VersionWatch:
         except HttpError as exc:  # unreachable, too slow, or no free connection
             log.debug("upstream version not learned: %s", exc.detail)
             return False
-        self.apply(self._settle(version))
+        dialect = self._settle(version)
+        if self.apply is not None:
+            self.apply(dialect)
         return True
 
     async def _keep_asking(self) -> None:
