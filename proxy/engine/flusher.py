@@ -13,7 +13,10 @@ pipeline; on a cluster, where the per-master pipelines run at once, the marks of
 writes whose script succeeded go out as a second pipeline (a refused or failed write
 marks nothing). A write whose mark fails (its ledger shard's master failing over) landed
 but is answered ``StoreUnavailable`` (503) all the same: acknowledged means due for the
-hand-over, and the client's retry writes again and marks it.
+hand-over, and the client's retry writes again and marks it. The flusher also keeps the
+mark owed and sends it again every ``OWED_RETRY_S`` until it lands (or a later write of the
+session marks it), so the session is handed over even when no retry comes (a buffered
+write's retry finds it landed and writes nothing) unless this proxy stops first.
 
 The queue is bounded: when full, ``submit`` waits up to ``queue_wait`` seconds, then
 raises ``Overloaded`` (503 + Retry-After). ``close`` stops intake, flushes what is queued
@@ -38,6 +41,9 @@ from proxy.tasks import cancel_and_wait, spawn
 
 log = logging.getLogger("proxy.engine.flusher")
 
+OWED_RETRY_S = 1.0  # a due mark that failed after its write landed is sent again this often
+OWED_MAX = 100_000  # sessions with a mark owed, at most (the oldest are given up beyond)
+
 
 @dataclass(slots=True)
 class _Pending:
@@ -61,6 +67,7 @@ class Flusher:
         self.batches = 0  # pipelines sent, for tests and metrics
         self.writes = 0
         self._releasing: set[asyncio.Task[None]] = set()
+        self._owed: dict[str, Write] = {}  # by meta key: writes landed, their mark failed
 
     def start(self) -> None:
         self._task = spawn(self._run(), name="flusher")
@@ -90,9 +97,22 @@ class Flusher:
                 raise Overloaded("write queue full", retry_after=1) from None
         return item.done
 
+    @property
+    def owed(self) -> int:
+        """Sessions whose write landed but whose due mark is not applied yet."""
+        return len(self._owed)
+
     async def _run(self) -> None:
         while True:
-            batch = [await self._queue.get()]
+            if self._owed:
+                try:
+                    first = await asyncio.wait_for(self._queue.get(), OWED_RETRY_S)
+                except TimeoutError:
+                    await self._pay_owed()
+                    continue
+            else:
+                first = await self._queue.get()
+            batch = [first]
             if self.linger and not self._queue.empty():
                 await asyncio.sleep(self.linger)  # busy: let more writes join this commit
             while len(batch) < self.batch_max and not self._queue.empty():
@@ -181,11 +201,41 @@ class Flusher:
         else:
             landed = [item for item, at in marking if _succeeded(replies[at])]
             out = await self._send_marks(landed)
-        for item, _ in marking:
-            reply = out.get(id(item))
+        for item, at in marking:
+            reply, key = out.get(id(item)), item.write.keys.meta
             if reply is not None and not isinstance(reply, Exception):
                 store.marked(item.write, reply)
+                self._owed.pop(key, None)  # marked now: what an earlier write owed too
+            elif isinstance(reply, Exception) and _succeeded(replies[at]):
+                self._owe(item.write)
         return out
+
+    def _owe(self, write: Write) -> None:
+        self._owed.pop(write.keys.meta, None)
+        self._owed[write.keys.meta] = write
+        if len(self._owed) > OWED_MAX:
+            gone = self._owed.pop(next(iter(self._owed)))
+            log.error("due mark of %s given up: its next write marks it", gone.keys.logical)
+
+    async def _pay_owed(self) -> None:
+        """Send the marks owed again; keep those that fail once more."""
+        owed = list(self._owed.values())
+        try:
+            if not self.store.scripts_loaded:
+                await self.store.load_scripts()
+            pipe = self.store.pipeline()
+            for write in owed:
+                self.store.queue_mark(pipe, write, landed=True)
+            replies = await self.store.execute(pipe)
+        except Exception as exc:  # noqa: BLE001 - kept; tried again later
+            log.warning("owed due marks of %d sessions failed again: %r", len(owed), exc)
+            return
+        if any(isinstance(r, NoScriptError) for r in replies):
+            self.store.scripts_loaded = False  # loaded before the next flush
+        for write, reply in zip(owed, replies, strict=True):
+            if not isinstance(reply, Exception) and self._owed.get(write.keys.meta) is write:
+                del self._owed[write.keys.meta]
+                self.store.marked(write, reply)
 
     async def _send_marks(self, items: list[_Pending], retry: bool = True) -> dict[int, Any]:
         if not items:
@@ -227,6 +277,11 @@ class Flusher:
                 and loop.time() < until:
             await asyncio.sleep(0.005)
         await cancel_and_wait(self._task)
+        if self._owed:  # one last try
+            await self._pay_owed()
+        for write in self._owed.values():
+            log.error("due mark of %s not applied at shutdown: its next write marks it",
+                      write.keys.logical)
         lost = 0
         while not self._queue.empty():
             item = self._queue.get_nowait()

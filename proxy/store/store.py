@@ -219,16 +219,18 @@ class Store:
         """Whether ``write`` marks its session due for a hand-over."""
         return self.sync_marks is not None and write.handover
 
-    def queue_mark(self, pipe: Pipeline | ClusterPipeline, write: Write) -> None:
+    def queue_mark(self, pipe: Pipeline | ClusterPipeline, write: Write,
+                   landed: bool = False) -> None:
         """Queue ``write``'s due mark (when ``marks(write)``): one reply, the due time.
         On one server right after the write's script, and conditional on the version it
-        gives the session (a refused write marks nothing); on a cluster only once the
-        script replied success, in a pipeline sent after."""
+        gives the session (a refused write marks nothing); on a cluster, and when the
+        write is known to have ``landed``, only once the script replied success, in a
+        pipeline sent after."""
         assert self.sync_marks is not None
         marks = self.sync_marks
         keys = marks.shards[SyncKeys.shard_of(write.keys)]
         args: list[bytes | int] = [write.meta.index_member, marks.quiet_ms, marks.max_lag_ms]
-        if self.inline_marks:
+        if self.inline_marks and not landed:
             version = write.predicted_version()
             pipe.evalsha(self._mark.sha, 4, *keys, write.keys.meta, *args,
                          "" if version < 0 else version)
