@@ -86,6 +86,9 @@ class Schedule:
     at: list[float] = field(default_factory=lambda: [0.0] * SYNC_SHARDS)
     offset_ms: float = 0.0  # Redis's clock minus the local monotonic clock
     rescan_at: float = 0.0  # local monotonic ms of the next read of every shard
+    # The soonest mark noted per shard since a read of it was sent, which its reply may
+    # not reflect (the reply can arrive after the mark's, though the read ran before).
+    since: list[float] = field(default_factory=lambda: [NEVER] * SYNC_SHARDS)
 
     def now(self) -> float:
         return time.monotonic() * 1000 + self.offset_ms
@@ -108,7 +111,17 @@ class Schedule:
         """A session of ``shard`` is due at ``due_ms``; whether that is sooner than any."""
         sooner = due_ms < min(self.at)
         self.at[shard] = min(self.at[shard], due_ms)
+        self.since[shard] = min(self.since[shard], due_ms)
         return sooner
+
+    def asking(self, shards: Sequence[int]) -> None:
+        """A read of these shards' next due times is sent."""
+        for k in shards:
+            self.since[k] = NEVER
+
+    def answered(self, shard: int, due_ms: float) -> None:
+        """What a read of ``shard`` found, short of any mark noted since it was sent."""
+        self.at[shard] = min(due_ms, self.since[shard])
 
 
 class Ledger:
@@ -163,7 +176,7 @@ class Ledger:
                         claims += await self._claim_from(k, granted[len(claims):])
                     except (RedisError, OSError) as exc:  # its master is failing over
                         log.warning("sync ledger shard %d unreachable: %r", k, exc)
-                        schedule.at[k] = schedule.now() + RETRY_MS
+                        schedule.answered(k, schedule.now() + RETRY_MS)
             finally:
                 if unused := granted[len(claims):]:
                     await self.redis.zrem(self.permits, *unused)
@@ -172,15 +185,17 @@ class Ledger:
         return Claimed(claims, int(now), None if soonest == NEVER else int(soonest))
 
     async def _claim_from(self, shard: int, permits: list[str]) -> list[Claim]:
+        self.schedule.asking([shard])
         raw = cast(list[bytes], await self._claim(
             keys=self.shards[shard].all(), args=[self.holder, self.lease_ms, len(permits)]))
         self.schedule.synced(int(raw[0]))
-        self.schedule.at[shard] = float(raw[1]) if raw[1] else NEVER
+        self.schedule.answered(shard, float(raw[1]) if raw[1] else NEVER)
         return [Claim(raw[i], int(raw[i + 1]), int(raw[i + 2]), int(raw[i + 3]), shard,
                       permits[j]) for j, i in enumerate(range(2, len(raw), 4))]
 
     async def rescan(self) -> None:
         """Read every shard's earliest due time (what other proxies marked, too)."""
+        self.schedule.asking(range(SYNC_SHARDS))
         earliest = await self._each(lambda r, k: r.zrange(k.due, 0, 0, withscores=True),
                                     time_too=True, tolerant=True)
         clock, firsts = earliest[-1], earliest[:-1]
@@ -191,8 +206,9 @@ class Ledger:
         failed = [k for k, f in enumerate(firsts) if isinstance(f, Exception)]
         if failed:  # a master failing over: the other shards go on
             log.warning("sync ledger shards %s unreachable: %r", failed, firsts[failed[0]])
-        self.schedule.at = [retry_at if isinstance(f, Exception) else
-                            float(f[0][1]) if f else NEVER for f in firsts]
+        for k, f in enumerate(firsts):
+            self.schedule.answered(k, retry_at if isinstance(f, Exception) else
+                                   float(f[0][1]) if f else NEVER)
         self.schedule.rescan_at = time.monotonic() * 1000 + self.rescan_ms
 
     async def renew(self, claims: Sequence[Claim]) -> set[bytes]:
