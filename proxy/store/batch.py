@@ -6,7 +6,9 @@ the writes of its own connection). On a cluster, redis-py's ClusterPipeline will
 it refuses EVALSHA, and when one node fails it closes every connection of the client and
 retries the whole pipeline. Here the commands are grouped by the master serving their
 slot and each group goes out as that node's own pipeline (with its own WAIT), all groups
-at once; a node that fails fails only its own group. A connection error or a redirection
+at once; a node that fails fails only its own group. Commands on different masters are
+thus in no order with each other: one that must follow another's success goes out in a
+later batch (the upstream sync's due marks, engine/flusher.py). A connection error or a redirection
 (MOVED, ASK, TRYAGAIN, CLUSTERDOWN) reloads the slot map at once, and the commands whose
 slot another master serves since (a replica promoted by a failover) go out again, once:
 a write during a failover fails fast until the promotion, and goes through after it.
