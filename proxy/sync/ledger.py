@@ -275,25 +275,35 @@ class Ledger:
         return sum(await self._each(lambda r, k: r.zcard(k.due)))
 
     async def adopt_legacy(self) -> int:
-        """Move what the unsharded ledger of an earlier version holds into the shards
-        (its claims lapse: the sessions are due again). Returns how many sessions."""
-        due_key, dirty_key, state_key, *_ = legacy_sync_keys(self.prefix)
+        """Move what the unsharded ledger of an earlier version holds into the shards,
+        but the sessions a proxy of that version holds a live claim on (taken on its
+        next turn, once the claim ended). Returns how many sessions moved."""
+        due_key, dirty_key, state_key, claims_key, owner_key = legacy_sync_keys(self.prefix)
         entries = cast(list[tuple[bytes, float]],
                        await self.redis.zrange(due_key, 0, -1, withscores=True))
+        if not entries:
+            return 0
+        secs, micros = await self.redis.time()
+        live = set(cast(list[bytes], await self.redis.zrangebyscore(
+            claims_key, int(secs) * 1000 + int(micros) // 1000, "+inf")))
+        moved = 0
         for member, due in entries:
-            k = self.shard_of(member)
+            if member in live:
+                continue
             dirty = await self.redis.zscore(dirty_key, member)
             state = await self.redis.hget(state_key, member)
-            await self._adopt(keys=list(self.shards[k].for_mark()), args=[
+            await self._adopt(keys=list(self.shards[self.shard_of(member)].for_mark()), args=[
                 member, int(due), "" if dirty is None else int(dirty), state or ""])
             await self.redis.zrem(due_key, member)
             await self.redis.zrem(dirty_key, member)
             await self.redis.hdel(state_key, member)
-        if entries:
-            await self.redis.delete(*legacy_sync_keys(self.prefix)[3:])
-            log.info("moved %d sessions due from the unsharded sync ledger", len(entries))
+            moved += 1
+        if not live:
+            await self.redis.delete(claims_key, owner_key)
+        if moved:
+            log.info("moved %d sessions due from the unsharded sync ledger", moved)
             self.schedule.at = [0.0] * SYNC_SHARDS
-        return len(entries)
+        return moved
 
     async def _each(self, command: Callable[[Any, SyncKeys], Any], time_too: bool = False,
                     tolerant: bool = False) -> list[Any]:

@@ -40,6 +40,9 @@ SETTLE_MIN_MS = 250.0  # first follow-up poll after a hand-over, at the soonest
 # Every shard's earliest due time is read every quiet period, within these bounds: what
 # another proxy marked is claimed here at most that much later than it falls due.
 RESCAN_MIN_MS, RESCAN_MAX_MS = 50.0, 1_000.0
+# The unsharded ledger of earlier versions is read at start and this often after: what
+# proxies of such a version still mark during a rolling upgrade is taken over too.
+LEGACY_S = 60.0
 
 
 @dataclass(slots=True)
@@ -98,11 +101,14 @@ class SyncWorker:
         return len(self._running)
 
     async def _claim_loop(self) -> None:
-        try:
-            await self.ledger.adopt_legacy()
-        except (RedisError, OSError) as exc:
-            log.warning("could not read the unsharded sync ledger: %r", exc)
+        adopt_at = 0.0
         while not self._closing:
+            if (now := asyncio.get_running_loop().time()) >= adopt_at:
+                adopt_at = now + LEGACY_S
+                try:
+                    await self.ledger.adopt_legacy()
+                except (RedisError, OSError) as exc:
+                    log.warning("could not read the unsharded sync ledger: %r", exc)
             wait = self.poll_s
             self._wake.clear()  # before claiming: a mark noted meanwhile wakes the wait
             free = self.concurrency - len(self._running)

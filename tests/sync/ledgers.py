@@ -3,8 +3,6 @@ as a write's pipeline makes them."""
 
 from __future__ import annotations
 
-import redis.asyncio as aioredis
-
 from proxy.store import scripts
 from proxy.store.connect import RedisClient
 from proxy.store.keys import SyncKeys
@@ -49,6 +47,6 @@ async def total(redis: RedisClient, name: str, prefix: str = PREFIX) -> int:
     return sum([int(await redis.zcard(getattr(k, name))) for k in SyncKeys.shards(prefix)])
 
 
-async def redis_ms(redis: aioredis.Redis) -> int:
+async def redis_ms(redis: RedisClient) -> int:
     secs, micros = await redis.time()
     return int(secs) * 1000 + int(micros) // 1000

@@ -14,7 +14,16 @@ from proxy.store.connect import RedisClient
 from proxy.store.keys import legacy_sync_keys
 from proxy.store.store import Meta, Store, Write, index_member
 from proxy.sync.ledger import Claim
-from tests.sync.ledgers import PREFIX, due_at, keys_of, ledger, mark, member, shard_of
+from tests.sync.ledgers import (
+    PREFIX,
+    due_at,
+    keys_of,
+    ledger,
+    mark,
+    member,
+    redis_ms,
+    shard_of,
+)
 
 
 def spread(count: int, name: str = "s") -> list[bytes]:
@@ -118,20 +127,25 @@ async def test_a_ledger_with_nothing_due_asks_redis_nothing_until_it_rescans(
 async def test_the_unsharded_ledger_of_an_earlier_version_moves_into_the_shards(
         redis_client: RedisClient) -> None:
     due, dirty, state, claims, owner = legacy_sync_keys(PREFIX)
-    a, b = member("a"), member("b")
-    await redis_client.zadd(due, {a: 1_000, b: 2_000})
+    a, b, c = member("a"), member("b"), member("c")
+    await redis_client.zadd(due, {a: 1_000, b: 2_000, c: 3_000})
     await redis_client.zadd(dirty, {a: 900})
     await redis_client.hset(state, mapping={a: "3 900 0 0 0", b: "0 0 0 1 0"})
-    await redis_client.zadd(claims, {b: 5_000})
-    await redis_client.hset(owner, b, "gone 0 1")
+    now = await redis_ms(redis_client)
+    await redis_client.zadd(claims, {b: 5_000, c: now + 60_000})  # b's claim ran out
+    await redis_client.hset(owner, mapping={b: "gone 0 1", c: f"old 0 {now}"})
     led = ledger(redis_client)
-    assert await led.adopt_legacy() == 2
+    assert await led.adopt_legacy() == 2  # c is in a round of a proxy of that version
+    assert await due_at(redis_client, c) is None
+    await redis_client.zrem(claims, c)  # that round ended, c still due
+    assert await led.adopt_legacy() == 1
+    assert await due_at(redis_client, c) == 3_000
     assert await due_at(redis_client, a) == 1_000 and await due_at(redis_client, b) == 2_000
     assert await redis_client.zscore(keys_of(a).dirty, a) == 900
     assert await redis_client.hget(keys_of(b).state, b) == b"0 0 0 1 0"
     assert not await redis_client.exists(due, dirty, state, claims, owner)
-    [first, second] = (await led.claim(2)).claims  # claimed from the shards
-    assert (first.member, first.seq, second.member) == (a, 3, b)
+    [first, second, third] = (await led.claim(3)).claims  # claimed from the shards
+    assert (first.member, first.seq, second.member, third.member) == (a, 3, b, c)
 
 
 async def _commands(redis: RedisClient) -> int:
