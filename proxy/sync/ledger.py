@@ -69,12 +69,13 @@ class Claim:
     failures: int  # rounds failed in a row before this one
     shard: int = 0  # the ledger shard holding it
     permit: str = ""  # the round's permit (see the module's docstring)
+    claimed_ms: int = 0  # when it was claimed (its shard's Redis clock)
 
 
 @dataclass(frozen=True, slots=True)
 class Claimed:
     claims: list[Claim]
-    now_ms: int  # Redis's clock
+    now_ms: int  # Redis's clock (as last read)
     next_due_ms: int | None  # when to claim again at the latest, unless woken
 
 
@@ -191,7 +192,7 @@ class Ledger:
         self.schedule.synced(int(raw[0]))
         self.schedule.answered(shard, float(raw[1]) if raw[1] else NEVER)
         return [Claim(raw[i], int(raw[i + 1]), int(raw[i + 2]), int(raw[i + 3]), shard,
-                      permits[j]) for j, i in enumerate(range(2, len(raw), 4))]
+                      permits[j], int(raw[0])) for j, i in enumerate(range(2, len(raw), 4))]
 
     async def rescan(self) -> None:
         """Read every shard's earliest due time (what other proxies marked, too)."""

@@ -120,7 +120,7 @@ class SyncWorker:
                     await asyncio.sleep(1.0)
                     continue
                 for claim in claimed.claims:
-                    self._start(claim, claimed.now_ms)
+                    self._start(claim, claim.claimed_ms)
                 if claimed.next_due_ms is not None:
                     wait = min(wait, max(0.002, (claimed.next_due_ms - claimed.now_ms) / 1000))
             try:
