@@ -42,6 +42,7 @@ from proxy.observability import access
 from proxy.observability.metrics import Metrics
 from proxy.store.connect import close, connect
 from proxy.store.store import Store
+from proxy.sync.hooks import SyncHooks
 from proxy.sync.worker import SyncWorker
 from proxy.tasks import cancel_and_wait, spawn
 from proxy.upstream.client import Upstream, make_client_session
@@ -100,9 +101,11 @@ async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
                       linger=settings.flush_interval_ms / 1000, metrics=app[METRICS])
     writes = app[WRITES] = Writes(flusher, app[CACHE], app[COHERENCE],
                                   buffered=settings.ack_mode == "buffered")
+    # With the upstream sync on, writes mark their sessions due from the first one on.
+    hooks = SyncHooks.build(settings, store, app[REDIS]) if settings.upstream_sync else None
     app[ENGINE] = Engine(store, writes, app[CACHE], app[COHERENCE],
                          UpstreamSessions(app[UPSTREAM], app[auth.GUARD].credentials),
-                         rules=app[VERSIONS])
+                         rules=app[VERSIONS], sync=hooks)
     count_text("warm-up")  # load the encoding (~0.2 s) now, not in the first PUT
     try:
         await store.load_scripts()
@@ -133,7 +136,9 @@ async def _sync_ctx(app: web.Application) -> AsyncIterator[None]:
     if not settings.upstream_sync:
         yield
         return
-    worker = app[SYNC] = SyncWorker.build(settings, app[ENGINE], app[REDIS], app[METRICS])
+    engine = app[ENGINE]
+    assert isinstance(engine.sync, SyncHooks)  # built with the engine (_engine_ctx)
+    worker = app[SYNC] = SyncWorker.build(settings, engine.sync, engine, app[METRICS])
     worker.start()
     log.info("upstream sync on: quiet %.0f ms, max lag %.0f ms, %d at a time",
              settings.sync_quiet_ms, settings.sync_max_lag_ms, settings.sync_concurrency)

@@ -13,7 +13,6 @@ hand-overs have gone on for that long without a single stamp seen, polls stop un
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import math
@@ -21,7 +20,6 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import ParamSpec, TypeVar
 
 import orjson
 
@@ -38,15 +36,14 @@ from proxy.sync.copies import Copy
 from proxy.sync.ledger import Claim, Outcome
 from proxy.sync.merge import Merged, merge
 from proxy.sync.records import Record, Records
+from proxy.tasks import OffLoop
 
 log = logging.getLogger("proxy.sync")
 
-P = ParamSpec("P")
-T = TypeVar("T")
 # Parsing, comparing and digesting a session is O(session) Python work: past this many
 # bytes it runs in a worker thread, so that the event loop serving requests gets the
 # interpreter back every few milliseconds instead of waiting for the whole of it.
-OFF_LOOP_BYTES = 256 * 1024
+off_loop = OffLoop(256 * 1024)
 STORE_ATTEMPTS = 3  # a session written steadily may refuse a merge's store once or twice
 SETTLE_WINDOW_MS = 200_000  # follow-up polls stop this long after a hand-over
 SETTLE_MAX_DELAY_MS = 60_000
@@ -67,12 +64,6 @@ def settle_delay(base_ms: float, step: int) -> float | None:
     """Delay before follow-up poll ``step`` (0-based), None once the window is spent."""
     delays = [min(base_ms * (1 << i), SETTLE_MAX_DELAY_MS) for i in range(step + 1)]
     return None if sum(delays) > SETTLE_WINDOW_MS else float(delays[-1])
-
-
-async def off_loop(size: int, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-    if size > OFF_LOOP_BYTES:
-        return await asyncio.to_thread(fn, *args, **kwargs)
-    return fn(*args, **kwargs)
 
 
 def retry_delay(failures: int) -> float:

@@ -16,22 +16,48 @@ from __future__ import annotations
 
 import logging
 
+import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from proxy.config import Settings
 from proxy.errors import StoreUnavailable
 from proxy.store.keys import SessionKeys
+from proxy.store.store import Store
 from proxy.sync.copies import Copy
 from proxy.sync.ledger import Ledger
 from proxy.sync.records import Record, Records
 
 log = logging.getLogger("proxy.sync")
 
+LEASE_MS = 15_000  # a crashed proxy's claims are taken over after this
+SETTLE_MIN_MS = 250.0  # first follow-up poll after a hand-over, at the soonest
+# Every shard's earliest due time is read every quiet period, within these bounds: what
+# another proxy marked is claimed here at most that much later than it falls due.
+RESCAN_MIN_MS, RESCAN_MAX_MS = 50.0, 1_000.0
+
 
 class SyncHooks:
-    def __init__(self, records: Records, ledger: Ledger, settle_delay_ms: float) -> None:
+    def __init__(self, records: Records, ledger: Ledger, settle_delay_ms: float,
+                 deadline_s: float = 0.0) -> None:
         self.records = records
         self.ledger = ledger
         self.settle_delay_ms = settle_delay_ms
+        self.deadline_s = deadline_s  # a hand-over round's longest run
+
+    @classmethod
+    def build(cls, settings: Settings, store: Store, redis: aioredis.Redis) -> SyncHooks:
+        """The sync's state in Redis (ledger, records); from now on writes through
+        ``store`` mark their sessions due. Built before the engine, which is given it."""
+        quiet, max_lag = settings.sync_quiet_ms, settings.sync_max_lag_ms
+        # A round is a GET and a PUT (and rarely a DELETE) of the upstream at most.
+        deadline_s = 3 * settings.upstream_timeout + 2 * settings.upstream_connect_timeout
+        ledger = Ledger(redis, settings.key_prefix, store.holder,
+                        limit=settings.sync_concurrency, lease_ms=LEASE_MS, quiet_ms=quiet,
+                        max_lag_ms=max_lag,
+                        rescan_ms=min(max(quiet, RESCAN_MIN_MS), RESCAN_MAX_MS))
+        records = Records(redis, int(deadline_s * 1000) + LEASE_MS)
+        store.enable_sync_marks(quiet, max_lag, ledger.note_due)
+        return cls(records, ledger, max(quiet, SETTLE_MIN_MS), deadline_s)
 
     async def holds(self, keys: SessionKeys, doc: bytes, messages: list[bytes],
                     imported: bool) -> None:

@@ -18,7 +18,6 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from proxy.config import Settings
@@ -27,7 +26,6 @@ from proxy.observability.metrics import Metrics
 from proxy.sync.handover import HandOver, Result, retry_delay
 from proxy.sync.hooks import SyncHooks
 from proxy.sync.ledger import Claim, Ledger
-from proxy.sync.records import Records
 from proxy.tasks import cancel_and_wait, spawn
 from proxy.upstream.credentials import acting_as_proxy
 
@@ -35,11 +33,6 @@ log = logging.getLogger("proxy.sync")
 
 SAMPLE_S = 1.0  # backlog and lag gauges
 REPORT_S = 60.0  # the periodic log line
-LEASE_MS = 15_000  # a crashed proxy's claims are taken over after this
-SETTLE_MIN_MS = 250.0  # first follow-up poll after a hand-over, at the soonest
-# Every shard's earliest due time is read every quiet period, within these bounds: what
-# another proxy marked is claimed here at most that much later than it falls due.
-RESCAN_MIN_MS, RESCAN_MAX_MS = 50.0, 1_000.0
 # The unsharded ledger of earlier versions is read at start and this often after: what
 # proxies of such a version still mark during a rolling upgrade is taken over too.
 LEGACY_S = 60.0
@@ -72,24 +65,14 @@ class SyncWorker:
         ledger.on_due = self._wake.set
 
     @classmethod
-    def build(cls, settings: Settings, engine: Engine, redis: aioredis.Redis,
+    def build(cls, settings: Settings, hooks: SyncHooks, engine: Engine,
               metrics: Metrics) -> SyncWorker:
-        """Wire the sync to the engine: writes mark sessions due, the engine reports the
-        upstream copies it knows, and the worker (not yet started) runs the rounds."""
-        quiet, max_lag = settings.sync_quiet_ms, settings.sync_max_lag_ms
-        # A round is a GET and a PUT (and rarely a DELETE) of the upstream at most.
-        deadline_s = 3 * settings.upstream_timeout + 2 * settings.upstream_connect_timeout
-        ledger = Ledger(redis, settings.key_prefix, engine.store.holder,
-                        limit=settings.sync_concurrency, lease_ms=LEASE_MS, quiet_ms=quiet,
-                        max_lag_ms=max_lag, rescan_ms=min(max(quiet, RESCAN_MIN_MS),
-                                                          RESCAN_MAX_MS))
-        records = Records(redis, int(deadline_s * 1000) + LEASE_MS)
-        settle_ms = max(quiet, SETTLE_MIN_MS)
-        engine.store.enable_sync_marks(quiet, max_lag, ledger.note_due)
-        engine.sync = SyncHooks(records, ledger, settle_ms)
-        return cls(ledger, HandOver(engine, records, metrics, settle_ms), metrics,
-                   concurrency=settings.sync_concurrency, quiet_ms=quiet,
-                   max_lag_ms=max_lag, deadline_s=deadline_s)
+        """The worker (not yet started) that runs the rounds of what ``hooks``' ledger
+        holds due, for ``engine`` (which was given the same hooks)."""
+        return cls(hooks.ledger,
+                   HandOver(engine, hooks.records, metrics, hooks.settle_delay_ms), metrics,
+                   concurrency=settings.sync_concurrency, quiet_ms=settings.sync_quiet_ms,
+                   max_lag_ms=settings.sync_max_lag_ms, deadline_s=hooks.deadline_s)
 
     def start(self) -> None:
         self._tasks = [spawn(self._claim_loop(), "sync-claims"),
