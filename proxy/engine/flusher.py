@@ -68,6 +68,7 @@ class Flusher:
         self.writes = 0
         self._releasing: set[asyncio.Task[None]] = set()
         self._owed: dict[str, Write] = {}  # by meta key: writes landed, their mark failed
+        self.metrics.add_sampler(lambda: self.metrics.sync_marks_owed.set(len(self._owed)))
 
     def start(self) -> None:
         self._task = spawn(self._run(), name="flusher")

@@ -177,6 +177,9 @@ class Metrics:
         self.sync_lag = gauge(
             "sync_lag_seconds",
             "Age of the oldest change not yet handed to the upstream (0: none)", "livemax")
+        self.sync_marks_owed = gauge(
+            "sync_marks_owed",
+            "Writes that landed whose due mark failed (sent again every second)", "livesum")
         self.sync_handovers = counter(
             "sync_handovers_total",
             "Sessions handed to the upstream, by result (ok, failed, ...)", ("result",))

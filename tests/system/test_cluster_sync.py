@@ -17,6 +17,7 @@ from proxy.coherence import Coherence
 from proxy.engine.flusher import Flusher
 from proxy.errors import StoreUnavailable
 from proxy.localstack.cluster import Cluster, ClusterNode
+from proxy.observability.metrics import Metrics
 from proxy.store.batch import key_of
 from proxy.store.keys import SYNC_SHARDS, SessionKeys, SyncKeys
 from proxy.store.slots import SLOTS, slot_of
@@ -30,6 +31,7 @@ from tests.sync.test_handover import put, until_handed_over
 from tests.sync.test_handover import sid as new_sid
 from tests.sync.test_ledger_shards import create
 from tests.system.cluster_fixtures import adopt, cluster_proxy_factory, emptied, redis_cluster
+from tests.system.test_metrics import value
 
 __all__ = ["cluster_proxy_factory", "redis_cluster"]
 
@@ -107,8 +109,9 @@ async def test_a_master_refusing_writes_fails_only_the_writes_marked_or_stored_t
                               if (found := find((False, False, True), m, 1)))
     healthy = find((False, False, False), sick, 6)  # nothing on the sick master
     stored_there = find((True, True, True), sick, 1)[0]
+    metrics = Metrics()
     flusher = Flusher(store, Coherence(store), batch_max=64, queue_max=100, queue_wait=0.1,
-                      linger=0)
+                      linger=0, metrics=metrics)
     flusher.start()
     try:
         sick.command("CONFIG", "SET", "min-replicas-to-write", "10")  # refuses every write
@@ -117,6 +120,7 @@ async def test_a_master_refusing_writes_fails_only_the_writes_marked_or_stored_t
                        for name in [*healthy, marked_there, stored_there]]
             results = await asyncio.gather(*futures, return_exceptions=True)
             assert flusher.owed == 1  # the write that landed, its mark not
+            assert value(metrics.exposition().decode(), "amp_sync_marks_owed") == 1
         finally:
             sick.command("CONFIG", "SET", "min-replicas-to-write", "0")
         *fine, mark_failed, write_failed = results
@@ -132,6 +136,7 @@ async def test_a_master_refusing_writes_fails_only_the_writes_marked_or_stored_t
         async def paid() -> bool | None:
             return True if flusher.owed == 0 else None
         await eventually(paid)
+        assert value(metrics.exposition().decode(), "amp_sync_marks_owed") == 0
         assert await due_at(redis_client, member(marked_there)) is not None
         # The write refused on its own master left nothing.
         assert not await redis_client.exists(store.keys(stored_there).meta)

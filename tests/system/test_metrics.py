@@ -71,6 +71,7 @@ async def test_each_family_moves_with_real_traffic(proxy_factory: ProxyFactory,
     assert value(text, "amp_flush_batch_size_count") == 2
     assert value(text, "amp_flush_duration_seconds_count") == 2
     assert value(text, "amp_write_queue_depth") == 0
+    assert value(text, "amp_sync_marks_owed") == 0
     assert value(text, "amp_lease_grants_total") >= 2
     assert value(text, "amp_lease_release_wait_seconds_count") == 1
     assert value(text, "amp_invalidation_connected") == 1
