@@ -60,6 +60,15 @@ async def cluster_client(redis_cluster: Cluster) -> AsyncIterator[RedisCluster]:
     await client.aclose()
 
 
+@pytest.fixture(name="redis_client")
+async def cluster_as_redis_client(redis_cluster: Cluster) -> AsyncIterator[RedisCluster]:
+    """``redis_client`` in a module that imports this: suites written for one redis-server
+    (adopted, see ``adopt``) run against the whole cluster, emptied."""
+    client = await emptied(redis_cluster)
+    yield client
+    await client.aclose()
+
+
 @pytest.fixture
 def cluster_proxy_factory(aiohttp_client: Any, upstream: Service,
                           redis_cluster: Cluster) -> ProxyFactory:

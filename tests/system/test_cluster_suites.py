@@ -15,25 +15,22 @@ which measure a single Redis by design.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from redis.asyncio.cluster import RedisCluster
 
-from proxy.localstack.cluster import Cluster
 from tests.conftest import ProxyFactory
 from tests.engine import test_append, test_flusher
 from tests.system import test_parity, test_replicas
 from tests.system.cluster_fixtures import (
     adopt,
+    cluster_as_redis_client,
     cluster_proxy_factory,
-    emptied,
     redis_cluster,
 )
 
-__all__ = ["cluster_proxy_factory", "redis_cluster"]
+__all__ = ["cluster_as_redis_client", "cluster_proxy_factory", "redis_cluster"]
 
 pytestmark = pytest.mark.cluster
 
@@ -46,13 +43,6 @@ def proxy_factory(cluster_proxy_factory: ProxyFactory) -> ProxyFactory:
 @pytest.fixture
 async def proxy(cluster_proxy_factory: ProxyFactory) -> TestClient[Any, Any]:
     return await cluster_proxy_factory()
-
-
-@pytest.fixture
-async def redis_client(redis_cluster: Cluster) -> AsyncIterator[RedisCluster]:
-    client = await emptied(redis_cluster)
-    yield client
-    await client.aclose()
 
 
 adopt(globals(), test_replicas)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 from aiohttp import ClientSession
@@ -30,19 +30,17 @@ from tests.sync.sessions import eventually, msgs
 from tests.sync.test_handover import put, until_handed_over
 from tests.sync.test_handover import sid as new_sid
 from tests.sync.test_ledger_shards import create
-from tests.system.cluster_fixtures import adopt, cluster_proxy_factory, emptied, redis_cluster
+from tests.system.cluster_fixtures import (
+    adopt,
+    cluster_as_redis_client,
+    cluster_proxy_factory,
+    redis_cluster,
+)
 from tests.system.test_metrics import value
 
-__all__ = ["cluster_proxy_factory", "redis_cluster"]
+__all__ = ["cluster_as_redis_client", "cluster_proxy_factory", "redis_cluster"]
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture
-async def redis_client(redis_cluster: Cluster) -> AsyncIterator[RedisCluster]:
-    client = await emptied(redis_cluster)
-    yield client
-    await client.aclose()
 
 
 adopt(globals(), test_scripts)
