@@ -13,6 +13,8 @@ from aiohttp.test_utils import TestClient
 
 from load.alone import alone_section, floor_ratios, sample_alone
 from load.floor import create_app as create_floor
+from load.idle import measure as measure_idle
+from load.idle import table as idle_table
 from load.locustrun import LocustRow
 from load.memory import measure, memory_section
 from load.report import chat_section
@@ -50,6 +52,22 @@ async def test_the_proxy_alone_is_set_against_the_floor(proxy: TestClient[Any, A
     assert set(ratios) == {10, 200} and all(px > 0 and fl > 0 for px, fl in ratios.values())
     text = "\n".join(alone_section(rows))
     assert "Against the floor" in text and "x |" in text
+
+
+async def test_the_idle_run_sets_the_proxys_puts_against_the_floors_and_redis(
+        proxy: TestClient[Any, Any], aiohttp_server: Any, redis_client: Any) -> None:
+    floor = await aiohttp_server(create_floor())
+    rows = await measure_idle(str(proxy.make_url("")).rstrip("/"),
+                              str(floor.make_url("")).rstrip("/"), redis_client, size=50,
+                              mix="chat", samples=3, pauses=(0.0, 0.01), session="idle-run")
+    assert [r.pause for r in rows] == [0.0, 0.01]
+    assert all(r.ping_ms > 0 and r.floor_ms > 0 and r.proxy_ms > 0 for r in rows)
+    text = "\n".join(idle_table(rows, 50, "chat"))
+    assert "| 10 ms |" in text and "proxy / floor" in text
+    # The proxy's PUTs all landed: the seed, the two warm-up turns and every sample's.
+    got = await proxy.get("/v1/working-memory/idle-run")
+    assert got.status == 200
+    assert len((await got.json())["messages"]) == 50 + 2 * (2 + 2 * 3)
 
 
 async def test_wrk_saturates_a_server_and_its_figures_are_read(aiohttp_server: Any) -> None:
