@@ -71,3 +71,9 @@ async def close(client: RedisClient) -> None:
         await client.aclose()
     else:
         await client.aclose(close_connection_pool=True)  # a pool passed in stays open else
+
+
+def time_ms(reply: Any) -> int:
+    """Redis's clock in ms, from a TIME reply (seconds, microseconds)."""
+    secs, micros = reply
+    return int(secs) * 1000 + int(micros) // 1000

@@ -50,7 +50,7 @@ from typing import Any, Literal, cast
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from proxy.store.connect import RedisClient
+from proxy.store.connect import RedisClient, time_ms
 from proxy.store.keys import SYNC_SHARDS, SyncKeys, legacy_sync_keys, sync_permits_key
 from proxy.sync import scripts
 
@@ -201,8 +201,7 @@ class Ledger:
                                     time_too=True, tolerant=True)
         clock, firsts = earliest[-1], earliest[:-1]
         if not isinstance(clock, Exception):
-            secs, micros = clock
-            self.schedule.synced(int(secs) * 1000 + int(micros) // 1000)
+            self.schedule.synced(time_ms(clock))
         retry_at = self.schedule.now() + RETRY_MS
         failed = [k for k, f in enumerate(firsts) if isinstance(f, Exception)]
         if failed:  # a master failing over: the other shards go on
@@ -264,11 +263,10 @@ class Ledger:
         counts = await self._each(lambda r, k: r.zcard(k.dirty))
         firsts = await self._each(lambda r, k: r.zrange(k.dirty, 0, 0, withscores=True),
                                   time_too=True)
-        secs, micros = firsts.pop()
+        now_ms = time_ms(firsts.pop())
         oldest = [float(f[0][1]) for f in firsts if f]
         if not oldest:
             return sum(counts), 0.0
-        now_ms = int(secs) * 1000 + int(micros) // 1000
         return sum(counts), max(0.0, (now_ms - min(oldest)) / 1000)
 
     async def due_count(self) -> int:
@@ -284,9 +282,8 @@ class Ledger:
                        await self.redis.zrange(due_key, 0, -1, withscores=True))
         if not entries:
             return 0
-        secs, micros = await self.redis.time()
         live = set(cast(list[bytes], await self.redis.zrangebyscore(
-            claims_key, int(secs) * 1000 + int(micros) // 1000, "+inf")))
+            claims_key, time_ms(await self.redis.time()), "+inf")))
         moved = 0
         for member, due in entries:
             if member in live:

@@ -23,6 +23,7 @@ from typing import cast
 import orjson
 import redis.asyncio as aioredis
 
+from proxy.store.connect import time_ms
 from proxy.store.keys import SessionKeys
 from proxy.sync.copies import (
     FIELDS,
@@ -101,8 +102,7 @@ class Records:
     async def mark_deleted(self, keys: SessionKeys) -> None:
         """A DELETE through the proxy is under way: block imports of the upstream's copy,
         and let a hand-over landing after it know it must be undone."""
-        secs, micros = await self.redis.time()
-        now_ms = int(secs) * 1000 + int(micros) // 1000
+        now_ms = time_ms(await self.redis.time())
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(keys.gone, now_ms, px=self.tombstone_ms)
             pipe.delete(keys.synced)

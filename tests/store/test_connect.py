@@ -12,7 +12,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from proxy.localstack import Service, free_port
 from proxy.localstack.cluster import Cluster
-from proxy.store.connect import close, connect, is_cluster, plain_url
+from proxy.store.connect import close, connect, is_cluster, plain_url, time_ms
 from tests.system.cluster_fixtures import redis_cluster
 
 __all__ = ["redis_cluster"]
@@ -70,3 +70,8 @@ async def test_nothing_listening_fails_fast() -> None:
     took = time.monotonic() - started
     print(f"refused connection reported after {1000 * took:.0f} ms")
     assert took < 1.0
+
+
+def test_time_ms_reads_a_time_reply() -> None:
+    assert time_ms((b"1700000000", b"123456")) == 1_700_000_000_123
+    assert time_ms((1, 999)) == 1000

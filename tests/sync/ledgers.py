@@ -4,7 +4,7 @@ as a write's pipeline makes them."""
 from __future__ import annotations
 
 from proxy.store import scripts
-from proxy.store.connect import RedisClient
+from proxy.store.connect import RedisClient, time_ms
 from proxy.store.keys import SyncKeys
 from proxy.sync.ledger import Ledger
 
@@ -48,5 +48,4 @@ async def total(redis: RedisClient, name: str, prefix: str = PREFIX) -> int:
 
 
 async def redis_ms(redis: RedisClient) -> int:
-    secs, micros = await redis.time()
-    return int(secs) * 1000 + int(micros) // 1000
+    return time_ms(await redis.time())

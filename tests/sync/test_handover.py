@@ -20,6 +20,7 @@ from proxy.sync.handover import HandOver, settle_delay
 from proxy.sync.ledger import Claim
 from tests.engine_fixtures import WM
 from tests.sync.conftest import ENGINE, SYNC, SyncProxy, divergences
+from tests.sync.ledgers import redis_ms
 from tests.sync.sessions import copy_of, eventually, memory, msg, msgs, stamped
 
 pytestmark = pytest.mark.upstream
@@ -196,8 +197,7 @@ async def test_a_round_landing_after_a_delete_undoes_itself(
     s = sid()
     await put(proxy, s, {"messages": msgs(2)})
     engine, worker = proxy.app[ENGINE], proxy.app[SYNC]
-    secs, micros = await engine.store.redis.time()
-    claimed_ms = int(secs) * 1000 + int(micros) // 1000
+    claimed_ms = await redis_ms(engine.store.redis)
     # The DELETE marks the session deleted after the round's claim, before its PUT lands.
     await worker.handover.records.mark_deleted(engine.store.keys(logical_key(s, None, None)))
     result = await worker.handover.run(Claim(index_member(s, None, None), 1, 0, 0),

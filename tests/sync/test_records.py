@@ -8,6 +8,7 @@ import redis.asyncio as aioredis
 
 from proxy.store.keys import SessionKeys
 from proxy.sync.records import HISTORY, Record, Records
+from tests.sync.ledgers import redis_ms
 from tests.sync.sessions import copy_of, memory, msgs
 
 
@@ -42,8 +43,7 @@ async def test_a_delete_leaves_a_short_lived_mark(redis_client: aioredis.Redis) 
     records = Records(redis_client, tombstone_ms=100)
     keys = SessionKeys.build("amp", "s")
     await records.save(keys, Record.after(copy_of(msgs(1)), None))
-    secs, micros = await redis_client.time()
-    before = int(secs) * 1000 + int(micros) // 1000
+    before = await redis_ms(redis_client)
     assert not await records.deleted_since(keys, None)
     await records.mark_deleted(keys)
     assert await records.load(keys) is None
