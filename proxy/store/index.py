@@ -29,10 +29,9 @@ from redis.asyncio.cluster import ClusterPipeline
 
 from proxy.store.connect import RedisClient
 from proxy.store.keys import SessionKeys
-from proxy.store.slots import SLOTS, slot_of, tag
+from proxy.store.slots import range_of, range_tag
 
 SHARDS = 64
-_SPAN = SLOTS // SHARDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,14 +45,14 @@ class SessionIndex:
         self.redis = redis
         if sharded:
             self.shards = tuple(Shard(f"{prefix}:index:{{{t}}}", f"{prefix}:expiry:{{{t}}}")
-                                for t in (tag(i * _SPAN + _SPAN // 2) for i in range(SHARDS)))
+                                for t in (range_tag(i, SHARDS) for i in range(SHARDS)))
         else:
             self.shards = (Shard(f"{prefix}:index", f"{prefix}:expiry"),)
 
     def shard(self, keys: SessionKeys) -> Shard:
         if len(self.shards) == 1:
             return self.shards[0]
-        return self.shards[slot_of(keys.meta) // _SPAN]
+        return self.shards[range_of(keys.meta, SHARDS)]
 
     def queue_removal(self, pipe: Pipeline | ClusterPipeline, keys: SessionKeys,
                       member: bytes) -> None:

@@ -15,7 +15,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from proxy.store.slots import SLOTS, slot_of, tag
+from proxy.store.slots import range_of, range_tag
 
 
 def logical_key(session_id: str, namespace: str | None, user_id: str | None) -> str:
@@ -91,8 +91,7 @@ class SyncKeys:
 
     @classmethod
     def build(cls, prefix: str, shard: int) -> SyncKeys:
-        span = SLOTS // SYNC_SHARDS
-        base = f"{prefix}:sync:{{{tag(shard * span + span // 2)}}}"
+        base = f"{prefix}:sync:{{{range_tag(shard, SYNC_SHARDS)}}}"
         return cls(f"{base}:due", f"{base}:dirty", f"{base}:state", f"{base}:claims",
                    f"{base}:owner")
 
@@ -103,7 +102,7 @@ class SyncKeys:
     @staticmethod
     def shard_of(keys: SessionKeys) -> int:
         """The ledger shard of a session: the range of its slot."""
-        return slot_of(keys.meta) * SYNC_SHARDS // SLOTS
+        return range_of(keys.meta, SYNC_SHARDS)
 
     @staticmethod
     def shard_of_member(prefix: str, member: bytes) -> int:

@@ -43,6 +43,18 @@ def tag(slot: int) -> str:
     return _tags()[slot]
 
 
+def range_of(key: str, ranges: int) -> int:
+    """Which of ``ranges`` equal runs of slots ``key``'s slot falls in."""
+    return slot_of(key) * ranges // SLOTS
+
+
+def range_tag(index: int, ranges: int) -> str:
+    """A hash tag in the middle of the ``index``-th of ``ranges`` equal runs of slots: keys
+    under it sit with the sessions of that run (on a cluster, on the same master)."""
+    span = SLOTS // ranges
+    return tag(index * span + span // 2)
+
+
 def channel(prefix: str, slot: int) -> str:
     """The sharded pub/sub channel of ``slot``: every write to a session in that slot
     announces itself there, and lease releases for those sessions are announced there."""

@@ -22,3 +22,13 @@ def test_a_sessions_channel_is_in_the_sessions_slot() -> None:
     channel = slots.channel("amp", slot)
     assert channel.startswith("amp:invalidate:{") and channel.endswith("}")
     assert slots.slot_of(channel) == slot
+
+
+def test_a_range_tag_sits_in_the_middle_of_its_run_of_slots() -> None:
+    for ranges in (16, 64):
+        span = slots.SLOTS // ranges
+        for index in (0, 5, ranges - 1):
+            slot = slots.slot_of(f"x:{{{slots.range_tag(index, ranges)}}}")
+            assert slot == index * span + span // 2
+            assert slots.range_of(f"y:{{{slots.range_tag(index, ranges)}}}", ranges) == index
+    assert slots.range_of("{" + slots.tag(slots.SLOTS - 1) + "}", 16) == 15
