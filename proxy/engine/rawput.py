@@ -19,7 +19,6 @@ and Engine.put parses the body whole, as it always did.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,12 +30,14 @@ from proxy.codec.render import splice_messages
 from proxy.engine.cache import SessionCache
 from proxy.engine.plan import Plan, plan_proven, provable, prove
 from proxy.store.keys import SessionKeys, logical_key
+from proxy.tasks import OffLoop
 from proxy.upstream.credentials import verify_caller
 
 if TYPE_CHECKING:
     from proxy.engine.engine import Engine
 
 OFFLOAD_BYTES = 1 << 20  # a digest over more than this is computed off the event loop
+hashing = OffLoop(OFFLOAD_BYTES)  # the default executor: hashlib lets go of the GIL
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +60,10 @@ async def put_repeating(engine: Engine, session_id: str, raw: bytes,
         return None
     meta, known = entry.meta, entry.known
     unkept = known is None or known.meta is not meta
-    if unkept and provable(meta, raw, start) and meta.input_length > OFFLOAD_BYTES:
-        # No kept bytes to compare: a big prefix is hashed in a thread (hashlib lets go of
-        # the GIL), not on the event loop every other request waits on.
-        proof = await asyncio.to_thread(prove, meta, None, raw, start)
+    if unkept and provable(meta, raw, start):
+        # No kept bytes to compare: a big prefix is hashed in a thread, not on the event
+        # loop every other request waits on.
+        proof = await hashing(meta.input_length, prove, meta, None, raw, start)
     else:
         proof = prove(meta, known, raw, start)
     if proof is None:

@@ -163,13 +163,14 @@ async def test_a_big_prefix_without_kept_bytes_is_hashed_off_the_event_loop(
     from proxy.engine.plan import prove
 
     threaded: list[object] = []
-    real = asyncio.to_thread
+    loop = asyncio.get_running_loop()
+    real = loop.run_in_executor
 
-    async def spy(fn: Any, *args: Any) -> Any:
-        threaded.append(fn)
-        return await real(fn, *args)
+    def spy(executor: Any, fn: Any, *args: Any) -> Any:
+        threaded.append(getattr(fn, "func", fn))  # OffLoop passes a partial
+        return real(executor, fn, *args)
 
-    monkeypatch.setattr(asyncio, "to_thread", spy)
+    monkeypatch.setattr(loop, "run_in_executor", spy)
     history = msgs(10_000)  # ~1.4 MB as sent: past rawput.OFFLOAD_BYTES
     await ef.put_ok(proxy, "big", {"messages": history})
     entry = app_of(proxy)[CACHE].by_session("big")
