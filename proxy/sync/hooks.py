@@ -10,17 +10,20 @@ the upstream agree on which copy is which:
   hand-over that started before it (that copy is stale, never to be imported).
 * ``deleting``: a DELETE through the proxy marks the session deleted before the
   upstream's copy goes; a round that lands after it deletes its own hand-over again.
+
+``SyncHooks.build`` makes the ledger and the records the sync keeps in Redis and turns on
+the due marks of writes; it runs before the engine is built, which is given the hooks.
 """
 
 from __future__ import annotations
 
 import logging
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from proxy.config import Settings
 from proxy.errors import StoreUnavailable
+from proxy.store.connect import RedisClient
 from proxy.store.keys import SessionKeys
 from proxy.store.store import Store
 from proxy.sync.copies import Copy
@@ -45,7 +48,7 @@ class SyncHooks:
         self.deadline_s = deadline_s  # a hand-over round's longest run
 
     @classmethod
-    def build(cls, settings: Settings, store: Store, redis: aioredis.Redis) -> SyncHooks:
+    def build(cls, settings: Settings, store: Store, redis: RedisClient) -> SyncHooks:
         """The sync's state in Redis (ledger, records); from now on writes through
         ``store`` mark their sessions due. Built before the engine, which is given it."""
         quiet, max_lag = settings.sync_quiet_ms, settings.sync_max_lag_ms

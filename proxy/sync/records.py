@@ -21,9 +21,8 @@ from dataclasses import dataclass, field
 from typing import cast
 
 import orjson
-import redis.asyncio as aioredis
 
-from proxy.store.connect import time_ms
+from proxy.store.connect import RedisClient, time_ms
 from proxy.store.keys import SessionKeys
 from proxy.sync.copies import (
     FIELDS,
@@ -78,7 +77,7 @@ class Record:
 
 
 class Records:
-    def __init__(self, redis: aioredis.Redis, tombstone_ms: int) -> None:
+    def __init__(self, redis: RedisClient, tombstone_ms: int) -> None:
         self.redis = redis
         self.tombstone_ms = tombstone_ms
 

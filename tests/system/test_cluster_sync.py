@@ -23,7 +23,7 @@ from proxy.store.keys import SYNC_SHARDS, SessionKeys, SyncKeys
 from proxy.store.slots import SLOTS, slot_of
 from proxy.store.store import Store
 from tests.conftest import ProxyFactory
-from tests.sync import test_ledger_shards, test_scripts
+from tests.sync import test_ledger_shards, test_records, test_scripts
 from tests.sync.conftest import FAST, SYNC
 from tests.sync.ledgers import PREFIX, due_at, ledger, member, total
 from tests.sync.sessions import eventually, msgs
@@ -44,6 +44,8 @@ pytestmark = pytest.mark.cluster
 
 
 adopt(globals(), test_scripts)
+adopt(globals(), test_records, ["test_saved_records_expire_with_their_session",
+                                "test_a_delete_leaves_a_short_lived_mark"])
 adopt(globals(), test_ledger_shards, [
     "test_backlog_and_due_count_add_up_over_the_shards",
     "test_claims_from_several_shards_stay_within_the_limit_of_all_proxies",
