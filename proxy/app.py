@@ -148,9 +148,8 @@ async def _sync_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings) -> web.Application:
     metrics, draining = Metrics(), asyncio.Event()
-    app = web.Application(middlewares=[access.make_middleware(metrics, draining), auth.gate,
-                                       limits.bounded, middleware.errors],
-                          client_max_size=settings.max_body_bytes)
+    pipeline = middleware.make_pipeline(access.Access(metrics, draining))
+    app = web.Application(middlewares=[pipeline], client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[METRICS], app[DRAINING] = metrics, draining
     for ctx in (_upstream_ctx, auth.auth_ctx, limits.limits_ctx, _redis_ctx, _coherence_ctx,

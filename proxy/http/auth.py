@@ -18,11 +18,13 @@ time, is a 503 (fail closed, never remembered).
   Concurrent requests with one credential share one check (single flight). An accepted
   credential the upstream refuses through the proxy (a revoked token on a pass-through
   route) is forgotten at once; otherwise revocation shows within ``auth_cache_ttl``.
-* Where the gate stands: the engine calls ``verify_caller()`` (upstream/credentials.py)
-  just before it answers from its own state. Whatever goes to the upstream instead (a PUT
-  for validation, a forwarded read, the prompt) carries the client's credential, so the
-  upstream judges it in its own order: a body that is not JSON gets its 422 before auth,
-  every other validation error comes after.
+* Where the gate stands: every request is served for its client (``AuthGuard.caller``,
+  entered by the request pipeline, http/middleware.py); the engine calls
+  ``verify_caller()`` (upstream/credentials.py) just before it answers from its own
+  state. Whatever goes to the upstream instead (a PUT for validation, a forwarded read,
+  the prompt) carries the client's credential, so the upstream judges it in its own
+  order: a body that is not JSON gets its 422 before auth, every other validation error
+  comes after.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -51,7 +53,7 @@ from proxy.http.appkeys import METRICS, SETTINGS, UPSTREAM
 from proxy.observability.metrics import Metrics
 from proxy.tasks import cancel_and_wait, spawn
 from proxy.upstream.client import Upstream, wire_value
-from proxy.upstream.credentials import AUTHORIZATION, Caller, Credentials, acting_for
+from proxy.upstream.credentials import AUTHORIZATION, Caller, Credentials
 
 log = logging.getLogger("proxy.auth")
 
@@ -292,20 +294,6 @@ def jwt_expiry(authorization: str) -> float | None:
 
 
 GUARD = web.AppKey("auth_guard", AuthGuard)
-
-
-@web.middleware
-async def gate(request: web.Request,
-               handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-               ) -> web.StreamResponse:
-    """Serve the request for its client: upstream calls carry the client's credential,
-    and the engine's ``verify_caller()`` asks this guard."""
-    guard = request.app[GUARD]
-    caller = guard.caller(request)
-    with acting_for(caller):
-        response = await handler(request)
-    guard.noticed(caller.authorization, response.status)
-    return response
 
 
 async def auth_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 from aiohttp import http_exceptions, web
 
@@ -67,17 +67,14 @@ BUDGET = web.AppKey("body_budget", BodyBudget)
 LEASE = web.RequestKey("body_lease", Lease)
 
 
-@web.middleware
-async def bounded(request: web.Request,
-                  handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                  ) -> web.StreamResponse:
-    if not request.body_exists:  # nothing to hold (most reads): no lease to return
-        return await handler(request)
+def hold(request: web.Request) -> Lease | None:
+    """The request's lease on the budget, which ``read_body`` fills and the request pipeline
+    (http/middleware.py) releases once the answer is built; None without a body (most
+    reads: nothing to hold)."""
+    if not request.body_exists:
+        return None
     lease = request[LEASE] = Lease(request.app[BUDGET])
-    try:
-        return await handler(request)
-    finally:
-        lease.release()
+    return lease
 
 
 async def read_body(request: web.Request) -> bytes:

@@ -1,7 +1,7 @@
 """The request id of the request being served, for log lines and upstream calls.
 
 Taken from the client's ``X-Request-ID`` when it sent one, generated otherwise; set by the
-access middleware (access.py) for the duration of a request. Tasks spawned while serving
+access record (access.py) for the duration of a request. Tasks spawned while serving
 a request inherit it (asyncio copies the context), so their upstream calls carry it too.
 """
 

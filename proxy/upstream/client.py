@@ -237,7 +237,8 @@ class Upstream:
         for name, value in _strip_hop_by_hop(upstream_resp.headers).items():
             response.headers.add(name, value)
         rid = context.current.get()
-        if rid is not None:  # streamed: set before prepare, the access middleware is too late
+        # Streamed: set before prepare, the access record (observability/access.py) is too late.
+        if rid is not None:
             response.headers[context.HEADER] = rid
         try:
             await response.prepare(request)

@@ -1,10 +1,11 @@
 """Whose credential an upstream call carries.
 
 * On a client's behalf: the client's own ``Authorization`` header(s), exactly as sent. The
-  auth middleware (http/auth.py) records the client as the ``Caller`` of the request in a
-  context variable, so engine code calls the upstream without passing credentials along,
-  and tasks spawned while serving the request (``spawn`` copies the context) carry them
-  too: the import of an upstream-only session, the delete of a shadowed upstream copy.
+  request pipeline (http/middleware.py) records the client as the ``Caller`` of the
+  request in a context variable, so engine code calls the upstream without passing
+  credentials along, and tasks spawned while serving the request (``spawn`` copies the
+  context) carry them too: the import of an upstream-only session, the delete of a
+  shadowed upstream copy.
 * As the proxy itself (no client behind the call: the upstream sync, start-up checks):
   ``upstream_service_token``. Run the calls inside ``acting_as_proxy()``, or send
   ``Credentials.service_headers()`` yourself. When the upstream enforces auth and no
@@ -47,7 +48,7 @@ def current_caller() -> Caller | None:
 
 class acting_for:  # noqa: N801 - a context manager used like a function
     """Upstream calls inside the block (and tasks spawned in it) act for ``caller``.
-    A class, not a generator: it is entered on every request (the auth middleware)."""
+    A class, not a generator: it is entered on every request (the request pipeline)."""
 
     __slots__ = ("caller", "token")
 
