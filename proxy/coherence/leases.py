@@ -40,7 +40,9 @@ class Leases:
         m = metrics if metrics is not None else Metrics()
         self._grants, self._revocations = m.lease_grants, m.lease_revocations
         self.length_ms = length_ms
-        self._until: LRUCache[str, float] = LRUCache(REMEMBERED)  # meta key -> deadline
+        # meta key -> deadline, in grant order: the oldest grant is the first to end, so
+        # past REMEMBERED the first one goes (a plain dict: a read costs one lookup).
+        self._until: dict[str, float] = {}
         self._waiting: dict[tuple[str, int, str], asyncio.Future[None]] = {}
         self._released: LRUCache[tuple[str, int, str], bool] = LRUCache(REMEMBERED)
         self._renewing: set[str] = set()
@@ -53,7 +55,11 @@ class Leases:
 
     def granted(self, meta_key: str, asked_at: float) -> None:
         """Redis granted a lease asked for at monotonic time ``asked_at``."""
-        self._until[meta_key] = asked_at + self.length_ms / 1000 * MARGIN
+        until = self._until
+        until.pop(meta_key, None)
+        until[meta_key] = asked_at + self.length_ms / 1000 * MARGIN
+        if len(until) > REMEMBERED:
+            del until[next(iter(until))]
         self._grants.inc()
 
     def renew_if_due(self, meta_key: str, version: int,

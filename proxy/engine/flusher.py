@@ -78,6 +78,11 @@ class Flusher:
         return self._queue.qsize()
 
     @property
+    def sending(self) -> bool:
+        """Whether a pipeline is in flight right now."""
+        return self._busy
+
+    @property
     def capacity(self) -> int:
         """Writes the queue holds at most (``queue_max``)."""
         return self._queue.maxsize

@@ -92,8 +92,8 @@ async def put_repeating(engine: Engine, session_id: str, raw: bytes,
         if engine.dialect.would_summarize(plan.tokens_total, q):
             return None  # the upstream would summarize: Engine.put hands it over
         # The echo's stored part, in canonical form: the body's own bytes when the recorded
-        # input was canonical, else the cached tail once the commit extended it (it then
-        # holds the whole echo), else read from Redis (once: it is cached for the next PUT).
+        # input was canonical, else the cached tail when it holds the whole session, else
+        # read from Redis (once: it is cached for the next PUT).
         head: bytes | memoryview | None = proof.head() if meta.input_canonical else None
         whole = head is None and entry.start == 0 and (
             entry.count + len(new) <= engine.cache.max_messages)  # never trimmed meanwhile
@@ -101,17 +101,23 @@ async def put_repeating(engine: Engine, session_id: str, raw: bytes,
             head = await engine.stored_head(entry, entry.count)
             if head is None:
                 return None
-        await engine.writes.commit(plan, entry)
-        remember(engine.cache, session_id, keys, plan)
         rendered = codec.render_put(session_id, body, b"[]", plan.tokens_total, q,
                                     engine.dialect)
-        if head is None:
-            with memoryview(entry.blob) as cached:  # released before the tail grows again
-                answer = splice_messages(rendered, [cached])
-        else:
-            new_json = b",".join(plan.write.messages)
-            answer = splice_messages(rendered, [head, b",", new_json] if new_json else [head])
-    return Repeated(answer, plan.generated_timestamp)
+        new_json = b",".join(plan.write.messages)
+        echo: list[bytes] = []
+
+        def build_echo() -> None:
+            # Needs nothing the write changes: built while Redis runs the write. The view
+            # of the cached tail is released before the commit extends it.
+            with memoryview(entry.blob) as cached:
+                stored = cached if head is None else head
+                parts = [stored, b",", new_json] if len(stored) and new_json else [
+                    stored if len(stored) else new_json]
+                echo.append(splice_messages(rendered, parts))
+
+        await engine.writes.commit(plan, entry, meanwhile=build_echo)
+        remember(engine.cache, session_id, keys, plan)
+    return Repeated(echo[0], plan.generated_timestamp)
 
 
 def remember(cache: SessionCache, session_id: str, keys: SessionKeys, plan: Plan) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from proxy.coherence import Coherence
@@ -40,11 +41,23 @@ RETRY_MAX = 1.0
 REBASES = 16  # an append re-planned this often in a row means the session is contended
 
 
-async def write_until_applied(flusher: Flusher, plan: Plan) -> tuple[int, Plan]:
-    """Write ``plan``; returns the new version and the plan that landed."""
+async def write_until_applied(flusher: Flusher, plan: Plan,
+                              meanwhile: Callable[[], None] | None = None) -> tuple[int, Plan]:
+    """Write ``plan``; returns the new version and the plan that landed. ``meanwhile``
+    (work that does not depend on the write, like a PUT's echo) runs while the write is on
+    its way: once the flusher, woken by the submit before this task yields, has sent it."""
     for _ in range(REBASES):
         try:
-            return await (await flusher.submit(plan.write)), plan
+            done = await flusher.submit(plan.write)
+            if meanwhile is not None:
+                work, meanwhile = meanwhile, None
+                await asyncio.sleep(0)
+                try:
+                    work()
+                except BaseException:
+                    await done  # the write's own outcome comes first
+                    raise
+            return await done, plan
         except Conflict:
             if plan.appended is None:
                 break
@@ -68,14 +81,16 @@ class Writes:
         self.buffered = buffered
         self.behind = BehindWrites(flusher, cache)
 
-    async def commit(self, plan: Plan, tail: SessionTail | None) -> Plan:
+    async def commit(self, plan: Plan, tail: SessionTail | None,
+                     meanwhile: Callable[[], None] | None = None) -> Plan:
         """Write ``plan`` in the ack mode; returns the plan that landed (an append may
-        have been rebased on others' writes)."""
+        have been rebased on others' writes). ``meanwhile`` runs before the cached tail
+        changes; in flushed mode while Redis runs the write (``write_until_applied``)."""
         entry = tail or SessionTail(plan.write.keys, plan.write.meta)
         if not self.buffered:
             since = self.coherence.seen()  # messages after this may be other writers'
             asked_at = time.monotonic()
-            version, landed = await write_until_applied(self.flusher, plan)
+            version, landed = await write_until_applied(self.flusher, plan, meanwhile)
             if landed.appended is not None and landed is not plan:
                 self.cache.drop(entry.keys.logical)  # rebased: the tail missed others' writes
                 return landed
@@ -85,6 +100,8 @@ class Writes:
             return landed
         # Buffered: acknowledge now, from memory; the write lands behind.
         await self.behind.queue(plan, entry)
+        if meanwhile is not None:
+            meanwhile()  # before the tail changes, as in flushed mode
         self._remember(entry, plan, plan.write.predicted_version())
         return plan
 

@@ -152,3 +152,19 @@ async def test_a_steadily_read_session_renews_its_lease_in_the_background(
     # Renewed in Redis too: a writer elsewhere would have to wait for A's release.
     assert await redis_client.hkeys(SessionKeys.build("amp", "steady").leases) == [
         app_of(a)[ENGINE].store.holder.encode()]
+
+
+def test_leases_held_are_bounded_and_the_oldest_grant_goes_first(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from proxy.coherence import leases as leases_module
+
+    monkeypatch.setattr(leases_module, "REMEMBERED", 3)
+    held = Leases("me", 10_000)
+    now = time.monotonic()
+    for key in ("a", "b", "c"):
+        held.granted(key, now)
+    held.granted("a", now)  # renewed: now the newest grant
+    held.granted("d", now)  # past the bound: the oldest grant ("b") is forgotten
+    assert [held.live(k) for k in ("a", "b", "c", "d")] == [True, False, True, True]
+    held.ended("c")
+    assert not held.live("c")

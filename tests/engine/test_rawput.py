@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 
 from proxy.engine import engine as engine_module
 from proxy.engine.rawput import put_repeating
-from proxy.http.appkeys import CACHE
+from proxy.http.appkeys import CACHE, ENGINE
 from proxy.localstack import Service
 from tests import engine_fixtures as ef
 from tests.conftest import ProxyFactory, app_of
@@ -129,6 +129,38 @@ async def test_the_echo_comes_from_redis_when_the_cache_holds_only_a_tail(
     assert [m["content"] for m in echo["messages"]] == [m["content"] for m in history]
     assert all(m["persisted_at"] is None for m in echo["messages"])  # canonical form
     assert taken == [False, True]
+
+
+@pytest.mark.parametrize("ack_mode", ["flushed", "buffered"])
+async def test_the_echo_is_built_while_redis_runs_the_write(
+        proxy_factory: ProxyFactory, taken: list[bool], monkeypatch: pytest.MonkeyPatch,
+        ack_mode: str) -> None:
+    from proxy.codec.render import splice_messages as real
+    from proxy.engine import rawput
+
+    proxy = await proxy_factory(ack_mode=ack_mode)
+    flusher = app_of(proxy)[ENGINE].writes.flusher
+    in_flight: list[bool] = []
+
+    def spy(rendered: bytes, parts: Any) -> bytes:
+        in_flight.append(flusher.sending)
+        return real(rendered, parts)
+
+    monkeypatch.setattr(rawput, "splice_messages", spy)
+    # Canonical input (the echo's stored part is the body's own bytes) and not (the
+    # cached tail's, taken before the commit extends it).
+    for shape in (msg, short):
+        history = [shape(i) for i in range(6)]
+        await ef.put_ok(proxy, f"meanwhile-{shape.__name__}", {"messages": history[:4]})
+        echo = await ef.put_ok(proxy, f"meanwhile-{shape.__name__}", {"messages": history})
+        assert [m["content"] for m in echo["messages"]] == [m["content"] for m in history]
+        assert [m["id"] for m in echo["messages"]] == [m["id"] for m in history]
+        got = await ef.get_ok(proxy, f"meanwhile-{shape.__name__}")
+        assert got["messages"] == echo["messages"]
+    assert taken == [False, True, False, True]
+    assert len(in_flight) == 2
+    if ack_mode == "flushed":  # the write was sent before the echo was built
+        assert in_flight == [True, True]
 
 
 async def test_a_session_written_elsewhere_meanwhile_is_rewritten_whole(
