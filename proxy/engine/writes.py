@@ -162,6 +162,7 @@ class BehindWrites:
         self._latest: dict[str, int] = {}  # newest local write per session
         self._landing: dict[str, set[asyncio.Task[None]]] = {}  # writes in flight
         self._newest: dict[str, _Landing] = {}  # per session, for retry order
+        self._diverged: set[str] = set()  # a write not landed as its tail assumed
         self._seq = 0
         self.limit = flusher.capacity  # acknowledged writes not landed yet, at most
         self.unlanded = 0
@@ -217,33 +218,51 @@ class BehindWrites:
     async def _land(self, plan: Plan, entry: SessionTail, seq: int, done: asyncio.Future[int],
                     me: _Landing, previous: _Landing | None) -> None:
         logical = entry.keys.logical
+        landed = 0
         try:
-            await self._until_landed(plan, logical, seq, done, me, previous)
+            landed = await self._until_landed(plan, logical, seq, done, me, previous)
         except HttpError as exc:
             log.error("buffered write to %s lost: %s", logical, exc.detail)
         finally:
             entry.pending -= 1
             if self._latest.get(logical) == seq:
                 del self._latest[logical]
+            if landed != plan.write.predicted_version():
+                self._diverged.add(logical)  # retried, rebased, rewritten or lost
             if entry.pending == 0:
-                self.cache.drop(logical)  # reload from Redis, the truth
+                self._settled(entry, landed)
+
+    def _settled(self, entry: SessionTail, landed: int) -> None:
+        """The last acknowledged write of ``entry`` landed (version ``landed``). When all
+        of them landed as planned, the tail is what Redis holds: it stays cached, read and
+        checked like any other; else it is dropped, and reloaded from Redis, the truth."""
+        logical = entry.keys.logical
+        diverged = logical in self._diverged
+        self._diverged.discard(logical)
+        if diverged or entry.meta.version != landed:
+            self.cache.drop(logical)
+        elif self.cache.peek(logical) is entry:
+            self.cache.put(entry)  # unpinned: an LRU entry again
 
     async def _until_landed(self, plan: Plan, logical: str, seq: int,
                             done: asyncio.Future[int], me: _Landing,
-                            previous: _Landing | None) -> None:
+                            previous: _Landing | None) -> int:
+        """Land ``plan``, retrying; the version the first try gave the session, or 0 when
+        it took more than one (what landed then may differ from what was planned)."""
         loop = asyncio.get_running_loop()
         backoff = RETRY_FIRST
         uncertain = False  # a try failed without saying whether it was applied
+        first = True
         while True:
             try:
-                await done
-                return
+                version = await done
+                return version if first else 0
             except Conflict as exc:
                 me.queued.clear()
                 try:
                     if uncertain and exc.current_version == plan.write.predicted_version() \
                             and await self._applied(plan):
-                        return  # an earlier try landed after all (its reply was lost)
+                        return 0  # an earlier try landed after all (its reply was lost)
                     if previous is None or previous.done():
                         if plan.appended is not None:
                             # An append adds to whatever is there: plan it again on top.
@@ -263,7 +282,7 @@ class BehindWrites:
                     plan = replace(rewrite, write=replace(rewrite.write,
                                                           expected_version=None))
                 elif plan.appended is None:
-                    return  # a newer write of this session carries it on
+                    return 0  # a newer write of this session carries it on
             except (StoreUnavailable, Overloaded) as exc:
                 me.queued.clear()
                 uncertain = uncertain or isinstance(exc, StoreUnavailable)
@@ -278,6 +297,7 @@ class BehindWrites:
                                     logical, exc.detail)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, RETRY_MAX)
+            first = False
             done = await self._resubmit(plan)
             me.queued.set()
 
