@@ -8,10 +8,11 @@ request runs is out of the caches. A PUT through the proxy runs more code than t
 more for the pause. This run tells the two apart: PUTs back to back and after a pause, to
 the proxy and to the floor, and Redis PINGs the same way.
 
-    python -m load.idle [--size 4000] [--mix chat] [--samples 60]
+    python -m load.idle [--size 4000] [--mix chat] [--samples 60] [--ack buffered]
 
 It starts its own stack (two Redis servers, the upstream, the proxy without the sync, the
-floor), like the benchmark, and prints a table in milliseconds (p50).
+floor answering with the proxy's answer), like the benchmark, and prints a table in
+milliseconds (p50).
 """
 
 from __future__ import annotations
@@ -62,12 +63,15 @@ async def measure(proxy_url: str, floor_url: str, redis: aioredis.Redis, *, size
     session = session or f"idle-{os.getpid()}-{time.monotonic_ns()}"
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as http:
 
+        answer = b""
+
         async def put(url: str, transcript: list[bytes]) -> float:
+            nonlocal answer
             transcript.extend(turn(clock, mix))
             body = put_body(session, transcript)  # built before the clock starts
             started = time.perf_counter()
             async with http.put(url, data=body, headers=JSON_HEADERS) as resp:
-                await resp.read()
+                answer = await resp.read()
                 if resp.status != 200:
                     raise RuntimeError(f"PUT {url}: HTTP {resp.status}")
             return time.perf_counter() - started
@@ -89,6 +93,12 @@ async def measure(proxy_url: str, floor_url: str, redis: aioredis.Redis, *, size
         for _ in range(2):  # warm: connections, the raw path's first proof
             await to_proxy()
             await to_floor()
+        await to_proxy()
+        # The floor answers with the bytes the proxy answered (one turn shorter than
+        # the floor's own transcript grows to: a few hundred bytes in ~500 KB).
+        async with http.put(floor_url + "/body", data=answer, headers=JSON_HEADERS) as resp:
+            if resp.status != 200:
+                raise RuntimeError(f"PUT /body: HTTP {resp.status}")
         return [IdleRow(pause, await _p50(ping, pause, samples),
                         await _p50(to_floor, pause, samples),
                         await _p50(to_proxy, pause, samples)) for pause in pauses]
@@ -110,6 +120,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=4000)
     parser.add_argument("--mix", choices=("chat", "bench"), default="chat")
     parser.add_argument("--samples", type=int, default=60)
+    parser.add_argument("--ack", choices=("flushed", "buffered"), default="flushed",
+                        help="the proxy's ack_mode")
     args = parser.parse_args()
     stack = ensure_stack(cache_root(os.environ))
     group = ProcessGroup()
@@ -117,7 +129,7 @@ def main() -> None:
         upstream = start_upstream(group, stack, start_redis(group, stack, "upstream-redis").url)
         proxy_redis = start_redis(group, stack, "proxy-redis", modules=False)
         proxy = start_proxy(group, upstream.url, proxy_redis.url,
-                            settings={"upstream_sync": "false"})
+                            settings={"upstream_sync": "false", "ack_mode": args.ack})
         floor = start_floor(group)
 
         async def run() -> list[IdleRow]:
@@ -125,6 +137,7 @@ def main() -> None:
                 return await measure(proxy.url, floor.url, redis, size=args.size,
                                      mix=args.mix, samples=args.samples)
 
+        print(f"ack_mode {args.ack}")
         print("\n".join(table(asyncio.run(run()), args.size, args.mix)))
     finally:
         group.stop()

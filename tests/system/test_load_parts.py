@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 from aiohttp.test_utils import TestClient
 
 from load.alone import alone_section, floor_ratios, sample_alone
@@ -64,10 +65,15 @@ async def test_the_idle_run_sets_the_proxys_puts_against_the_floors_and_redis(
     assert all(r.ping_ms > 0 and r.floor_ms > 0 and r.proxy_ms > 0 for r in rows)
     text = "\n".join(idle_table(rows, 50, "chat"))
     assert "| 10 ms |" in text and "proxy / floor" in text
-    # The proxy's PUTs all landed: the seed, the two warm-up turns and every sample's.
+    # The proxy's PUTs all landed: the seed, the three warm-up turns and every sample's.
     got = await proxy.get("/v1/working-memory/idle-run")
     assert got.status == 200
-    assert len((await got.json())["messages"]) == 50 + 2 * (2 + 2 * 3)
+    assert len((await got.json())["messages"]) == 50 + 2 * (3 + 2 * 3)
+    # The floor answered with what the proxy answered to its last warm-up PUT.
+    async with aiohttp.ClientSession() as http:
+        async with http.get(str(floor.make_url("/body"))) as answer:
+            echoed = orjson.loads(await answer.read())
+    assert echoed["session_id"] == "idle-run" and len(echoed["messages"]) == 50 + 2 * 3
 
 
 async def test_wrk_saturates_a_server_and_its_figures_are_read(aiohttp_server: Any) -> None:
