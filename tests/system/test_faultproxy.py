@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -27,7 +28,7 @@ def fault(proxy_redis: Service) -> Iterator[FaultProxy]:
 @pytest.fixture
 async def client(fault: FaultProxy) -> AsyncIterator[aioredis.Redis]:
     # no retries, so a fault shows as the first error it causes
-    c = aioredis.Redis.from_url(fault.url(), retry=Retry(NoBackoff(), 0),
+    c = aioredis.Redis.from_url(fault.url(), retry=AsyncRetry(NoBackoff(), 0),
                                 socket_connect_timeout=1, socket_timeout=2)
     yield c
     await c.aclose()
