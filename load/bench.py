@@ -17,10 +17,10 @@ f) throughput at saturation with wrk, pinned: GET recent and PUT, proxy against 
 g) memory: per cached session and message, and the cache's bound;
 
 and writes ``results/bench-<date>.md`` (+ ``results/latest.md``), ``results/bench-<date>.csv``
-and ``results/latency-vs-size.png``. ``--quick`` does the same with fewer samples, sizes up
-to 10,000, short Locust runs up to 25 users and smaller memory runs (a few minutes on a
-2-core machine; the full run about half an hour). Everything listens on 127.0.0.1 and stops by
-itself.
+(``bench-<date>-2`` and on for later runs that day) and ``results/latency-vs-size.png``.
+``--quick`` does the same with fewer samples, sizes up to 10,000, short Locust runs up to 25
+users and smaller memory runs (a few minutes on a 2-core machine; the full run about half an
+hour). Everything listens on 127.0.0.1 and stops by itself.
 """
 
 from __future__ import annotations
@@ -189,10 +189,21 @@ def _verdicts(res: Results) -> tuple[list[Verdict], list[Verdict]]:
     return new, size_verdicts(table) + [concurrency_verdict(res.locust)]
 
 
+def report_stem(out: Path, date: str, mode: str) -> str:
+    """The name of this run's files: ``bench-<date>[-quick]``, then ``-2``, ``-3``... for
+    later runs of the day, so a rerun never overwrites an earlier run's record."""
+    stem = f"bench-{date}" + ("-quick" if mode == "quick" else "")
+    name, count = stem, 1
+    while (out / f"{name}.md").exists():
+        count += 1
+        name = f"{stem}-{count}"
+    return name
+
+
 def run(mode: Mode, out: Path, think_s: float) -> Path:
     started = time.monotonic()
     date = datetime.now().strftime("%Y-%m-%d")
-    stem = f"bench-{date}" + ("-quick" if mode.name == "quick" else "")
+    stem = report_stem(out, date, mode.name)
     raw = out / "raw" / stem
     raw.mkdir(parents=True, exist_ok=True)
     runs = sum(4 + (u in mode.upstream_users) for u in mode.users)

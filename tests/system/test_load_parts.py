@@ -13,6 +13,7 @@ import orjson
 from aiohttp.test_utils import TestClient
 
 from load.alone import alone_section, floor_ratios, sample_alone
+from load.bench import report_stem
 from load.floor import create_app as create_floor
 from load.idle import measure as measure_idle
 from load.idle import table as idle_table
@@ -139,3 +140,13 @@ def test_issue_15_verdicts_from_a_run() -> None:
 def test_saturation_rows_need_a_target(tmp_path: Path) -> None:
     assert best([], "GET recent (20)", "proxy") is None
     assert saturation_section([], 1.0)[0] == "## f) Saturation (wrk)"
+
+
+def test_a_later_run_the_same_day_keeps_the_earlier_runs_report(tmp_path: Path) -> None:
+    assert report_stem(tmp_path, "2026-12-07", "full") == "bench-2026-12-07"
+    (tmp_path / "bench-2026-12-07.md").write_text("first run")
+    assert report_stem(tmp_path, "2026-12-07", "full") == "bench-2026-12-07-2"
+    (tmp_path / "bench-2026-12-07-2.md").write_text("second run")
+    assert report_stem(tmp_path, "2026-12-07", "full") == "bench-2026-12-07-3"
+    assert report_stem(tmp_path, "2026-12-07", "quick") == "bench-2026-12-07-quick"
+    assert report_stem(tmp_path, "2026-12-08", "full") == "bench-2026-12-08"
