@@ -25,7 +25,7 @@ import redis
 from redis.asyncio.cluster import RedisCluster
 
 from proxy.localstack.install import Stack
-from proxy.localstack.processes import ProcessGroup, Service, free_port
+from proxy.localstack.processes import ProcessGroup, Service, free_ports
 
 SLOTS = 16384
 
@@ -235,11 +235,12 @@ def start_cluster(group: ProcessGroup, stack: Stack, masters: int = 3, replicas:
                   timeout: float = 30.0) -> Cluster:
     """Start ``masters * (1 + replicas)`` nodes and form a cluster of them."""
     nodes = []
-    for _ in range(masters * (1 + replicas)):
-        port = free_port()
+    count = masters * (1 + replicas)
+    ports = free_ports(2 * count)  # distinct: a node's port and every bus port
+    for port, bus_port in zip(ports[:count], ports[count:], strict=True):
         workdir = group.workdir / f"{name}-{port}"
         workdir.mkdir(parents=True, exist_ok=True)
-        nodes.append(ClusterNode(port, free_port(), workdir))
+        nodes.append(ClusterNode(port, bus_port, workdir))
     cluster = Cluster(group, stack, nodes, node_timeout_ms, name)
     try:
         for node in nodes:

@@ -20,7 +20,7 @@ from proxy.localstack import (
     reported_version,
     start_redis,
 )
-from proxy.localstack.processes import http_ok, upstream_env
+from proxy.localstack.processes import free_ports, http_ok, upstream_env
 
 
 @pytest.fixture
@@ -109,3 +109,9 @@ def test_the_running_upstream_reports_its_version(upstream: Service, stack: Stac
     assert not http_ok(upstream.url + "/nope")()
     assert reported_version(upstream.url) == stack.version
 
+
+def test_free_ports_are_distinct_and_bindable() -> None:
+    ports = free_ports(40)  # as many as a cluster's nodes and bus ports, and more
+    assert len(set(ports)) == len(ports)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", ports[0]))  # released once chosen
