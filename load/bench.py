@@ -15,6 +15,8 @@ e) sets the proxy (upstream sync on, the default) beside one with the sync off, 
 f) throughput at saturation with wrk, pinned: GET recent and PUT, proxy against the floor,
    and ``serve --workers 2``;
 g) memory: per cached session and message, and the cache's bound;
+h) what an idle pause costs on this host: PUTs (4,000 chat turns) to the proxy and the
+   floor and Redis PINGs, back to back and after part a's pause (load/idle.py);
 
 and writes ``results/bench-<date>.md`` (+ ``results/latest.md``), ``results/bench-<date>.csv``
 (``bench-<date>-2`` and on for later runs that day) and ``results/latency-vs-size.png``.
@@ -37,7 +39,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import redis.asyncio as aioredis
+
 from load.alone import AloneRow, alone_section, sample_alone
+from load.idle import IdleRow, idle_section
+from load.idle import measure as measure_idle
 from load.locustrun import LocustRow, run_locust
 from load.memory import MemoryFigures, memory_runs, memory_section
 from load.profile import Profile, profile_proxy
@@ -82,6 +88,7 @@ class Mode:
     sat_seconds: float
     sat_rounds: int
     quick_memory: bool
+    idle_samples: int  # part h, per target and pause
 
 
 FULL = Mode("full", SizePlan((10, 100, 1_000, 4_000, 5_000, 10_000, 20_000, 50_000),
@@ -90,7 +97,8 @@ FULL = Mode("full", SizePlan((10, 100, 1_000, 4_000, 5_000, 10_000, 20_000, 50_0
                      ops=("put_full",), upstream_max=4_000),
             locust_seconds=30, profile_seconds=15, alone_samples=60,
             alone_sizes=(10, 1_000, 10_000, 50_000), users=(1, 25, 250),
-            upstream_users=(1, 25), sat_seconds=5.0, sat_rounds=3, quick_memory=False)
+            upstream_users=(1, 25), sat_seconds=5.0, sat_rounds=3, quick_memory=False,
+            idle_samples=40)
 # The sync-off proxy runs every Locust level: the 250-user target is judged on it, since
 # the sync's own upstream shares this machine's two cores (part e tells the sync's cost).
 LOAD_TARGET = "proxy-nosync"
@@ -100,7 +108,8 @@ QUICK = Mode("quick", SizePlan((10, 1_000, 4_000, 10_000), samples=10, budget_s=
                       ops=("put_full",)),
              locust_seconds=6, profile_seconds=5, alone_samples=12,
              alone_sizes=(10, 1_000, 10_000), users=(1, 25), upstream_users=(1, 25),
-             sat_seconds=2.0, sat_rounds=1, quick_memory=True)
+             sat_seconds=2.0, sat_rounds=1, quick_memory=True, idle_samples=10)
+IDLE_SIZE, IDLE_MIX = 4_000, "chat"  # part h: the PUT whose ratio to the floor is tightest
 
 
 def _git_commit() -> str:
@@ -127,6 +136,7 @@ class Results:
     locust: list[LocustRow] = field(default_factory=list)
     saturation: list[SatRow] = field(default_factory=list)
     memory: list[MemoryFigures] = field(default_factory=list)
+    idle: list[IdleRow] = field(default_factory=list)
     sync: SyncFigures | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -171,6 +181,18 @@ def _saturation(targets: Targets, mode: Mode, raw: Path, res: Results) -> None:
     finally:
         targets.group.stop(two)
         targets.group.stop(one)
+
+
+def _idle(targets: Targets, mode: Mode) -> list[IdleRow]:
+    """Part h, on the proxy with the sync off (no hand-over runs meanwhile). It gives the
+    floor the proxy's PUT answer: no later part uses the floor."""
+
+    async def run() -> list[IdleRow]:
+        async with aioredis.Redis.from_url(targets.proxy_redis.url) as redis:
+            return await measure_idle(targets.urls[LOAD_TARGET], targets.floor.url, redis,
+                                      size=IDLE_SIZE, mix=IDLE_MIX, samples=mode.idle_samples)
+
+    return asyncio.run(run())
 
 
 def _verdicts(res: Results) -> tuple[list[Verdict], list[Verdict]]:
@@ -243,6 +265,8 @@ def run(mode: Mode, out: Path, think_s: float) -> Path:
             bar.describe("g) memory")
             res.memory = memory_runs(targets.group, targets.upstream.url,
                                      targets.proxy_redis.url, mode.quick_memory)
+            bar.describe("h) idle pause")
+            res.idle = _idle(targets, mode)
             verdicts, earlier = _verdicts(res)
             if any(v.passed is False for v in verdicts):
                 bar.describe("d) profile")
@@ -259,7 +283,7 @@ def run(mode: Mode, out: Path, think_s: float) -> Path:
     report = out / f"{stem}.md"
     extra = [*alone_section(res.alone), *sync_section(res.sync, res.locust),
              *saturation_section(res.saturation, mode.sat_seconds),
-             *memory_section(res.memory)]
+             *memory_section(res.memory), *idle_section(res.idle, IDLE_SIZE, IDLE_MIX)]
     write_markdown(report, meta, table, res.locust,
                    (mode.locust_seconds, LOCUST_SEED, LOCUST_MAX, think_s),
                    verdicts, prof, "latency-vs-size.png", extra, earlier,

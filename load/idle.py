@@ -115,6 +115,25 @@ def table(rows: list[IdleRow], size: int, mix: str) -> list[str]:
     return out
 
 
+def idle_section(rows: list[IdleRow], size: int, mix: str) -> list[str]:
+    """Part h) of the benchmark: this run's host, paused and not (see the module's doc)."""
+    if not rows:
+        return []
+    out = ["## h) The cost of an idle pause on this host", "",
+           "Part a samples every request after a 100 ms idle pause. How much that pause "
+           "costs depends on the host (a sleeping core's wake-up, cold caches), and it "
+           "costs a PUT through the proxy more than the floor's: the proxy runs more code "
+           "and makes one Redis round trip. Here the proxy (upstream sync off), the floor "
+           "(answering with the proxy's answer) and a Redis PING, back to back and after "
+           "the pause (`python -m load.idle` runs this alone):", "", *table(rows, size, mix)]
+    paused = [r for r in rows if r.pause]
+    if paused:
+        r = paused[-1]
+        out += ["", f"After the pause: PING {r.ping_ms:.2f} ms, proxy - floor "
+                    f"{r.proxy_ms - r.floor_ms:.2f} ms."]
+    return [*out, ""]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m load.idle", description=__doc__)
     parser.add_argument("--size", type=int, default=4000)

@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient
 from load.alone import alone_section, floor_ratios, sample_alone
 from load.bench import report_stem
 from load.floor import create_app as create_floor
+from load.idle import idle_section
 from load.idle import measure as measure_idle
 from load.idle import table as idle_table
 from load.locustrun import LocustRow
@@ -66,6 +67,12 @@ async def test_the_idle_run_sets_the_proxys_puts_against_the_floors_and_redis(
     assert all(r.ping_ms > 0 and r.floor_ms > 0 and r.proxy_ms > 0 for r in rows)
     text = "\n".join(idle_table(rows, 50, "chat"))
     assert "| 10 ms |" in text and "proxy / floor" in text
+    section = "\n".join(idle_section(rows, 50, "chat"))  # the benchmark's part h
+    paused = rows[-1]
+    assert section.startswith("## h) ") and text in section
+    assert f"PING {paused.ping_ms:.2f} ms, proxy - floor " \
+           f"{paused.proxy_ms - paused.floor_ms:.2f} ms" in section
+    assert idle_section([], 50, "chat") == []
     # The proxy's PUTs all landed: the seed, the three warm-up turns and every sample's.
     got = await proxy.get("/v1/working-memory/idle-run")
     assert got.status == 200
