@@ -43,14 +43,19 @@ class IdleRow:
     proxy_ms: float  # PUT p50, the proxy
 
 
-async def _p50(call: Callable[[], Awaitable[float]], pause: float, samples: int) -> float:
-    """The median of what ``call`` reports it took (seconds), in ms."""
-    took = []
-    for _ in range(samples):
-        if pause:
-            await asyncio.sleep(pause)
-        took.append(await call())
-    return statistics.median(took) * 1000
+async def _p50s(calls: list[Callable[[], Awaitable[float]]], pause: float,
+                samples: int) -> list[float]:
+    """The median of what each of ``calls`` reports it took (seconds), in ms. The calls are
+    interleaved, in an order that turns each round, so a drift of the host's state over
+    the run falls on all of them alike."""
+    took: list[list[float]] = [[] for _ in calls]
+    for i in range(samples):
+        for k in range(len(calls)):
+            at = (k + i) % len(calls)
+            if pause:
+                await asyncio.sleep(pause)
+            took[at].append(await calls[at]())
+    return [statistics.median(t) * 1000 for t in took]
 
 
 async def measure(proxy_url: str, floor_url: str, redis: aioredis.Redis, *, size: int,
@@ -99,9 +104,12 @@ async def measure(proxy_url: str, floor_url: str, redis: aioredis.Redis, *, size
         async with http.put(floor_url + "/body", data=answer, headers=JSON_HEADERS) as resp:
             if resp.status != 200:
                 raise RuntimeError(f"PUT /body: HTTP {resp.status}")
-        return [IdleRow(pause, await _p50(ping, pause, samples),
-                        await _p50(to_floor, pause, samples),
-                        await _p50(to_proxy, pause, samples)) for pause in pauses]
+        rows = []
+        for pause in pauses:
+            ping_ms, floor_ms, proxy_ms = await _p50s([ping, to_floor, to_proxy], pause,
+                                                      samples)
+            rows.append(IdleRow(pause, ping_ms, floor_ms, proxy_ms))
+        return rows
 
 
 def table(rows: list[IdleRow], size: int, mix: str) -> list[str]:

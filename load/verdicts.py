@@ -41,7 +41,8 @@ def _lower(target: str, measured: str, value: float, limit: float) -> Verdict:
     if math.isnan(value):
         return Verdict(target, measured, None, "not measured")
     if value >= limit:
-        return Verdict(target, measured, True, f"{value:.1f}x >= {limit:g}x")
+        shown = f"{value:.2f}" if value < 10 else f"{value:.1f}"  # 0.53x, not 0.5x
+        return Verdict(target, measured, True, f"{shown}x >= {limit:g}x")
     return Verdict(target, measured, False, f"missed: {value:.2f}x against >= {limit:g}x, "
                    f"{limit / value:.1f}x short")
 

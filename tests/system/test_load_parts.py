@@ -99,6 +99,8 @@ async def test_wrk_saturates_a_server_and_its_figures_are_read(aiohttp_server: A
     assert proxy is not None and proxy.rps == 600.0
     assert "| GET recent (20) | 1,000 | proxy | 600 |" in "\n".join(saturation_section(rows, 1))
     assert saturation_verdict(600.0, 1000.0).passed is True
+    # A ratio at the edge keeps its second decimal: 0.529 is not shown as a bare 0.5.
+    assert saturation_verdict(529.0, 1000.0).detail == "0.53x >= 0.5x"
     assert saturation_verdict(400.0, 1000.0).passed is False
 
 
