@@ -41,13 +41,16 @@ class PutBody:
 
 
 
-def _int_field(body: dict[str, Any], key: str, default: int | None) -> int | None:
+def _int_field(body: dict[str, Any], key: str, default: int) -> int:
     value = body.get(key, default)
-    if value is None:
-        return None
     if type(value) is not int or not I64_MIN <= value <= I64_MAX:
+        # An explicit null included: the upstream's 422 ("Input should be a valid integer").
         raise Unsupported(f"{key} is not a plain 64-bit integer")
     return value
+
+
+def _optional_int_field(body: dict[str, Any], key: str) -> int | None:
+    return None if body.get(key) is None else _int_field(body, key, 0)
 
 
 def _strategy(value: object) -> dict[str, Any]:
@@ -107,8 +110,7 @@ def parse_put(body: bytes, content_type: str | None, now: datetime) -> PutBody:
     user_id, namespace = optional_str(parsed.get("user_id"), "user_id"), optional_str(
         parsed.get("namespace"), "namespace")
     tokens = _int_field(parsed, "tokens", 0)
-    assert tokens is not None
-    ttl = _int_field(parsed, "ttl_seconds", None)
+    ttl = _optional_int_field(parsed, "ttl_seconds")
     if ttl is not None and not 0 < ttl <= _MAX_TTL:
         raise Unsupported("ttl_seconds <= 0 deletes the key at once; leave it to the upstream")
     strategy = _strategy(parsed.get("long_term_memory_strategy", MISSING))

@@ -31,6 +31,7 @@ from tests.codec.samples import JSON, NOW
         (b'{"tokens":"7"}', JSON),
         (b'{"tokens":1.5}', JSON),
         (b'{"tokens":true}', JSON),
+        (b'{"tokens":null}', JSON),  # a 422 upstream (tokens is an int, 0 when absent)
         (b'{"ttl_seconds":0}', JSON),
         (b'{"ttl_seconds":-1}', JSON),
         (b'{"ttl_seconds":"100"}', JSON),
@@ -69,6 +70,13 @@ def test_put_body_refusals(body: bytes, content_type: str | None) -> None:
 )
 def test_json_content_types_accepted(content_type: str) -> None:
     assert codec.parse_put(b"{}", content_type, NOW).messages == []
+
+
+def test_absent_and_null_ints_read_as_the_upstream_reads_them() -> None:
+    """``ttl_seconds`` may be null (no TTL); ``tokens`` defaults to 0 when absent, but an
+    explicit null is refused (above), as the upstream's 422 refuses it."""
+    pb = codec.parse_put(b'{"ttl_seconds":null}', JSON, NOW)
+    assert (pb.ttl_seconds, pb.tokens) == (None, 0)
 
 
 def test_put_body_fields_and_scope() -> None:

@@ -14,7 +14,7 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from proxy.localstack import Service
@@ -118,6 +118,11 @@ async def up_redis(upstream_redis: Service) -> AsyncIterator[aioredis.Redis]:
 @settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(body=bodies, content_type=content_types, put_qs=put_queries, get_qs=get_queries)
+# Found by longer runs of this test: a null tokens field failed an assertion here (a 500);
+# a ttl past EXPIRE's range is a 500 upstream that leaves part of the session stored.
+@example(body=b'{"tokens":null}', content_type="application/json", put_qs="", get_qs="")
+@example(body=b'{"ttl_seconds":9223370240158834.0}', content_type="application/json",
+         put_qs="", get_qs="")
 async def test_fuzz_put_then_get(direct: aiohttp.ClientSession, proxy: TestClient[Any, Any],
                                  redis_client: aioredis.Redis, up_redis: aioredis.Redis,
                                  body: bytes, content_type: str | None, put_qs: str,
@@ -128,8 +133,15 @@ async def test_fuzz_put_then_get(direct: aiohttp.ClientSession, proxy: TestClien
     want, got = await sides.both("PUT", f"{WM}{sid}?{put_qs}", body, content_type)
     assert_same(want, got, f"PUT ?{put_qs} {content_type} {body!r}")
     if want.status != 200:
-        assert await stored_keys(redis_client) == before
+        # Nothing added; keys may go meanwhile (earlier examples' sessions with a TTL expire).
+        after = await stored_keys(redis_client)
+        assert after <= before, sorted(after - before)
         assert await upstream_keys(up_redis, f"working_memory:*{sides.tokens['proxy']}*") == []
     assert await upstream_keys(up_redis, "working_memory:*amp-scratch-*") == []
+    if want.status >= 500:
+        # The upstream may have stored part of what it then failed (a ttl_seconds past
+        # Redis' EXPIRE range: the document is set, the EXPIRE fails). The proxy answers
+        # the same and stores nothing, deliberately (README, "Deliberately different").
+        return
     want, got = await sides.both("GET", f"{WM}{sid}?{get_qs}")
     assert_same(want, got, f"GET ?{get_qs} after PUT ?{put_qs} {content_type} {body!r}")
