@@ -124,6 +124,17 @@ async def stored_keys(proxy_redis: aioredis.Redis) -> set[bytes]:
     return {k for k in keys if not k.endswith(b":rl") and k != b"amp:id:built"}
 
 
+async def with_ttl(proxy_redis: aioredis.Redis, keys: set[bytes]) -> set[bytes]:
+    """Those of ``keys`` that expire, or expired since listed (and so may be gone by the
+    next look): all but the persistent ones (PTTL -1)."""
+    ordered = sorted(keys)
+    async with proxy_redis.pipeline(transaction=False) as pipe:
+        for key in ordered:
+            pipe.pttl(key)
+        ttls = await pipe.execute()
+    return {k for k, ttl in zip(ordered, ttls, strict=True) if ttl != -1}
+
+
 async def assert_nothing_stored(proxy_redis: aioredis.Redis, upstream_redis: aioredis.Redis,
                                 token: str, proxy_keys_before: int = 0) -> None:
     """No proxy keys beyond ``proxy_keys_before``; no upstream key of the side or scratch."""

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from proxy.localstack import Service
-from tests.differential import WM, Sides, assert_same, stored_keys, upstream_keys
+from tests.differential import WM, Sides, assert_same, stored_keys, upstream_keys, with_ttl
 
 text = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12)
 words = st.sampled_from(["hi", "  ", "", "one two three", "é ✓", "\n", "x" * 40])
@@ -130,12 +130,14 @@ async def test_fuzz_put_then_get(direct: aiohttp.ClientSession, proxy: TestClien
     sides = Sides(direct, proxy)  # a fresh session id per example
     sid = f"SIDE-f{next(counter)}"
     before = await stored_keys(redis_client)
+    may_expire = await with_ttl(redis_client, before)  # earlier examples' sessions with a TTL
     want, got = await sides.both("PUT", f"{WM}{sid}?{put_qs}", body, content_type)
     assert_same(want, got, f"PUT ?{put_qs} {content_type} {body!r}")
     if want.status != 200:
-        # Nothing added; keys may go meanwhile (earlier examples' sessions with a TTL expire).
+        # Nothing added, nothing removed but keys that expired meanwhile.
         after = await stored_keys(redis_client)
         assert after <= before, sorted(after - before)
+        assert before - after <= may_expire, sorted(before - after - may_expire)
         assert await upstream_keys(up_redis, f"working_memory:*{sides.tokens['proxy']}*") == []
     assert await upstream_keys(up_redis, "working_memory:*amp-scratch-*") == []
     if want.status >= 500:
